@@ -205,7 +205,7 @@ def start_server_postgres(data_dir: Path, port: int, password: str | None = None
                 "-c",
                 "max_connections=200",
                 "-c",
-                f"logging_collector=off",
+                "logging_collector=off",
             ]
         ),
         stdout=open(log_path, "ab"),  # noqa: SIM115

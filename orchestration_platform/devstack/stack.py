@@ -167,7 +167,7 @@ def run_dev(ports: StackPorts, *, with_dagster: bool = True) -> int:
         log.info("Dagster UI: http://127.0.0.1:%s  (Ctrl-C stops the whole stack)", ports.dagster)
         stop = {"requested": False}
 
-        def request_stop(signum, frame):  # noqa: ARG001
+        def request_stop(signum, frame):
             stop["requested"] = True
 
         signal.signal(signal.SIGINT, request_stop)

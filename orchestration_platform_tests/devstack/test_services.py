@@ -7,7 +7,12 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from orchestration_platform.devstack.services import ServiceError, ensure_port_free, free_port, start_kafka_broker
+from orchestration_platform.devstack.services import (
+    ServiceError,
+    ensure_port_free,
+    free_port,
+    start_kafka_broker,
+)
 
 
 def test_postgres_requires_the_password(postgres_server: str) -> None:

@@ -1,0 +1,1 @@
+"""`make bench`: each benchmark measures our figure beside an anchor's and reports the ratio."""
