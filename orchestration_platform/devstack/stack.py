@@ -154,7 +154,7 @@ def run_dev(ports: StackPorts, *, with_dagster: bool = True) -> int:
                     str(ports.dagster),
                 ],
                 env=child_env,
-                cwd=REPO_ROOT,
+                cwd=dagster_home,  # not the repo: dagster warns about the repo's dagster.yaml there
                 preexec_fn=_reset_signals,
                 start_new_session=True,
             )

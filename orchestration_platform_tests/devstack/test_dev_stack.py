@@ -1,0 +1,86 @@
+"""`orchestration-platform dev up` starts the local stack and Ctrl-C stops all of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from orchestration_platform.devstack.services import free_port
+from orchestration_platform.devstack.stack import pid_alive
+
+CLI = [sys.executable, "-m", "orchestration_platform.cli"]
+
+
+def _stack_env(state_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_URL", "KAFKA_BOOTSTRAP_SERVERS")}
+    env.update(
+        PLATFORM_STATE_DIR=str(state_dir),
+        DAGSTER_PORT=str(free_port()),
+        SOURCES_PORT=str(free_port()),
+        KAFKA_PORT=str(free_port()),
+        SERVING_PORT=str(free_port()),
+    )
+    return env
+
+
+def _wait_for_stack_file(path: Path, proc: subprocess.Popen, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return json.loads(path.read_text())["processes"]
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "dev up exited"
+        time.sleep(0.2)
+    raise AssertionError("dev up did not record its processes in time")
+
+
+def test_dev_up_serves_every_service_and_sigint_stops_them_all(tmp_path: Path) -> None:
+    state_dir = Path("/tmp") / f"op-stack-{tmp_path.name}"  # embedded PostgreSQL must stay out of /root
+    env = _stack_env(state_dir)
+    proc = subprocess.Popen(
+        [*CLI, "dev", "up", "--no-dagster"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        records = _wait_for_stack_file(state_dir / "stack.json", proc)
+        by_name = {r["name"]: r for r in records}
+        assert {"postgres", "kafka", "stack"} <= set(by_name)
+        with psycopg.connect(by_name["postgres"]["url"]) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        assert httpx.get(f"http://127.0.0.1:{env['SOURCES_PORT']}/healthz").text == "ok"
+        status = subprocess.run([*CLI, "dev", "status"], env=env, capture_output=True, text=True, check=True)
+        assert "postgres" in status.stdout and "running" in status.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "local stack stopped" in output
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(pid_alive(r["pid"]) for r in records):
+        time.sleep(0.2)
+    assert [r["name"] for r in records if pid_alive(r["pid"])] == []
+    assert not (state_dir / "stack.json").exists()
+
+
+def test_dev_up_names_the_port_that_is_taken(tmp_path: Path, sources_url: str) -> None:
+    env = _stack_env(Path("/tmp") / f"op-stack-{tmp_path.name}")
+    env["SOURCES_PORT"] = sources_url.rsplit(":", 1)[1]
+    env["POSTGRES_URL"] = os.environ["POSTGRES_URL"]  # skip the embedded server: only the port check matters
+    result = subprocess.run([*CLI, "dev", "up", "--no-dagster"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"port {env['SOURCES_PORT']}" in result.stderr and "SOURCES_PORT=<port>" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["http", "70000", "-1"])
+def test_a_port_setting_that_is_not_a_port_is_refused(tmp_path: Path, value: str) -> None:
+    env = _stack_env(tmp_path)
+    env["KAFKA_PORT"] = value
+    result = subprocess.run([*CLI, "dev", "up"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and f"KAFKA_PORT={value!r} is not a TCP port" in result.stderr
