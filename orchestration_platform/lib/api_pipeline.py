@@ -1,0 +1,117 @@
+"""Run the API ETL for a set of endpoints in one process: extract all concurrently, then
+transform and write-audit-publish each one as soon as its records are in.
+
+One endpoint's failure (HTTP, bad JSON, a database error) is recorded on its own outcome and
+never stops or rolls back the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from orchestration_platform.lib.api_extract import ExtractError, Extractor, ExtractResult
+from orchestration_platform.lib.api_publish import (
+    Connector,
+    LoadOutcome,
+    latest_watermark,
+    load_endpoint,
+    prepare_database,
+    record_failed_load,
+)
+from orchestration_platform.lib.api_transform import stream_transform
+from orchestration_platform.lib.endpoint_config import EndpointConfig, EndpointsConfig
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class EndpointRun:
+    """What happened to one endpoint in a run."""
+
+    endpoint: str
+    extract: ExtractResult | None = None
+    load: LoadOutcome | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def published(self) -> bool:
+        return self.load is not None and self.load.published
+
+    @property
+    def problem(self) -> str | None:
+        """Why this endpoint was not published (None when it was)."""
+        if self.error:
+            return self.error
+        if self.load is not None and not self.load.published:
+            reasons = "; ".join(f"{c.name}: {c.description}" for c in self.load.failed_checks)
+            return f"endpoint {self.endpoint!r}: publish blocked by checks ({reasons})"
+        return None
+
+
+async def run_endpoints_async(config: EndpointsConfig, endpoints: list[EndpointConfig], *, base_url: str,
+                              connect: Connector, load_id: str, progress: Progress | None = None,
+                              environ: Mapping[str, str] | None = None,
+                              before_publish: Callable[[str], None] | None = None) -> list[EndpointRun]:
+    say = progress or (lambda message: None)
+    await asyncio.to_thread(prepare_database, connect)
+    database_slots = asyncio.Semaphore(config.defaults.database_concurrency)
+    done = 0
+
+    def on_retry(name: str, attempt: int, reason: str, wait: float) -> None:
+        say(f"{name}: attempt {attempt} failed ({reason}); retrying in {wait:.1f}s")
+
+    async with Extractor(config.defaults, base_url, environ=environ, on_retry=on_retry) as extractor:
+
+        async def one(endpoint: EndpointConfig) -> EndpointRun:
+            nonlocal done
+            run = EndpointRun(endpoint.name)
+            started = time.perf_counter()
+            try:
+                since = await asyncio.to_thread(latest_watermark, connect, endpoint) if endpoint.incremental else None
+                run.extract = await extractor.extract(endpoint, since=since)
+                async with database_slots:
+                    run.load = await asyncio.to_thread(_transform_and_load, connect, endpoint, run.extract, load_id,
+                                                       before_publish)
+            except ExtractError as error:
+                run.error, run.error_kind = str(error), error.kind
+            except Exception as error:  # a database or data error in one endpoint must not stop the others
+                run.error = f"endpoint {endpoint.name!r}: {type(error).__name__}: {error}"
+                run.error_kind = "load"
+            if run.error:
+                try:
+                    await asyncio.to_thread(record_failed_load, connect, endpoint.name, load_id, run.error)
+                except Exception as error:
+                    say(f"{endpoint.name}: could not record the failed load ({type(error).__name__})")
+            run.seconds = time.perf_counter() - started
+            done += 1
+            say(f"[{done}/{len(endpoints)}] {endpoint.name}: {_summary(run)} in {run.seconds:.2f}s")
+            return run
+
+        return list(await asyncio.gather(*(one(e) for e in endpoints)))
+
+
+def _transform_and_load(connect: Connector, endpoint: EndpointConfig, extracted: ExtractResult, load_id: str,
+                        before_publish: Callable[[str], None] | None) -> LoadOutcome:
+    transformed = stream_transform(endpoint, extracted.records)  # fitted while COPY sends them
+    outcome = load_endpoint(connect, endpoint, transformed, load_id=load_id, before_publish=before_publish)
+    extracted.records = []  # loaded: free the raw JSON before the other endpoints finish
+    return outcome
+
+
+def _summary(run: EndpointRun) -> str:
+    if run.error:
+        return f"FAILED ({run.error})"
+    assert run.load is not None
+    if not run.load.published:
+        return f"BLOCKED by {[c.name for c in run.load.failed_checks]}"
+    return f"published {run.load.rows_staged} rows, {run.load.rejects} rejects"
+
+
+def run_endpoints(config: EndpointsConfig, endpoints: list[EndpointConfig], **kwargs) -> list[EndpointRun]:
+    """Synchronous entry point (Dagster ops, scripts, benchmarks)."""
+    return asyncio.run(run_endpoints_async(config, endpoints, **kwargs))

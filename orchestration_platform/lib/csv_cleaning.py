@@ -1,0 +1,286 @@
+"""Parse and clean a messy CSV file into a typed Arrow table, counting every row it drops.
+
+Cleaning (in this order, each dropped row counted once under the first reason that applies):
+- `malformed_row`: a row with the wrong number of fields.
+- `missing_required`: a required column is empty, blank or a null token (`NA`, `null`, ...).
+- `bad_number`: a required integer column holds something that is not a whole number.
+- `bad_date`: a required timestamp column matches none of the accepted formats (or names a day
+  that does not exist, such as 02/30).
+- `duplicate`: the row equals an earlier row once cleaned (so `" north"` equals `"north"`).
+Values are trimmed; every timestamp becomes a UTC instant; an optional column with a bad value
+becomes null (counted in `nulled_values`). Files that cannot be read as CSV at all raise
+`CsvFormatError` with the file, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+ColumnKind = Literal["int", "text", "timestamp"]
+DROP_REASONS = ("malformed_row", "missing_required", "bad_number", "bad_date", "duplicate")
+NULL_TOKENS = ("", "na", "n/a", "null", "none", "nan", "-")
+NULL_VALUE_SET = pa.array(sorted({v for t in NULL_TOKENS for v in (t, t.upper(), t.title())}))
+BOM = b"\xef\xbb\xbf"
+
+# Accepted timestamp formats: (format, where the day of month is, naive format of the leading part).
+# strptime rolls impossible days over (02/30 -> 03/02): comparing the written day catches that.
+TIMESTAMP_FORMATS: tuple[tuple[str, tuple[int, int], str | None], ...] = (
+    ("%Y-%m-%dT%H:%M:%S%z", (8, 10), "%Y-%m-%dT%H:%M:%S"),
+    ("%Y-%m-%dT%H:%M:%S", (8, 10), None),
+    ("%Y-%m-%d %H:%M:%S", (8, 10), None),
+    ("%m/%d/%Y %H:%M", (3, 5), None),
+    ("%d.%m.%Y %H:%M", (0, 2), None),
+    ("%Y-%m-%d", (8, 10), None),
+    ("%m/%d/%Y", (3, 5), None),
+    ("%d.%m.%Y", (0, 2), None),
+)
+EPOCH_SECONDS = r"^\d{9,11}$"
+WHOLE_NUMBER = r"^[+-]?\d{1,18}$"
+
+
+class CsvFormatError(ValueError):
+    """The file cannot be read as the expected CSV; the message names the file, the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: ColumnKind
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class CsvSchema:
+    """The columns a feed must carry; `key` identifies a row (unique per partition)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: str | None = None
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+DAILY_CASES = CsvSchema(
+    name="daily_cases",
+    columns=(
+        Column("report_id", "int"),
+        Column("region", "text"),
+        Column("reported_at", "timestamp"),
+        Column("confirmed_cases", "int"),
+        Column("deaths", "int", required=False),
+        Column("notes", "text", required=False),
+    ),
+    key="report_id",
+)
+
+
+@dataclass
+class CleanedCsv:
+    """The cleaned rows (typed Arrow table, schema column order) and what cleaning did."""
+
+    table: pa.Table
+    rows_in: int
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    nulled_values: int = 0
+
+    @property
+    def rows_out(self) -> int:
+        return self.table.num_rows
+
+
+def _normalise_name(name: str) -> str:
+    return name.strip().strip("\ufeff").lower().replace(" ", "_")
+
+
+def _check_text(raw: bytes, source: str) -> bytes:
+    """Reject what is not UTF-8 comma-separated text, with the reason and the fix."""
+    if not raw.strip():
+        raise CsvFormatError(f"{source}: the file is empty ({len(raw)} bytes); expected a CSV with a header row")
+    if b"\x00" in raw[:65536]:
+        raise CsvFormatError(f"{source}: binary content (NUL bytes), not a CSV text file")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise CsvFormatError(
+            f"{source}: not UTF-8 text (byte 0x{raw[error.start]:02x} at line {line}, offset {error.start}); "
+            "re-save the file as UTF-8"
+        ) from None
+    return raw[len(BOM):] if raw.startswith(BOM) else raw
+
+
+def _read_header(text: bytes, schema: CsvSchema, source: str) -> list[str]:
+    first_line = text.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+    start = first_line.lstrip()[:1]
+    if start in ("<", "{", "["):
+        kind = "HTML/XML" if start == "<" else "JSON"
+        raise CsvFormatError(f"{source}: looks like {kind}, not CSV (starts with {first_line[:40]!r})")
+    header = [_normalise_name(n) for n in next(csv.reader([first_line]))]
+    missing = [name for name in schema.required if name not in header]
+    if missing:
+        if len(header) == 1:
+            for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+                if delimiter in first_line:
+                    raise CsvFormatError(
+                        f"{source}: the header {first_line[:80]!r} is {label}-delimited; "
+                        "the pipeline reads comma-separated files: re-export it with ',' as the delimiter"
+                    )
+        raise CsvFormatError(
+            f"{source}: missing required column(s) {', '.join(missing)}; found columns: "
+            f"{', '.join(header) or '(none)'}; the {schema.name} feed needs {', '.join(schema.required)}"
+        )
+    if len(set(header)) != len(header):
+        raise CsvFormatError(f"{source}: duplicate column names in the header {header}")
+    return header
+
+
+def _as_nullable_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    trimmed = pc.utf8_trim_whitespace(column)
+    is_null_token = pc.is_in(trimmed, value_set=NULL_VALUE_SET)
+    return pc.if_else(is_null_token, pa.scalar(None, pa.string()), trimmed)
+
+
+def _parse_int(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    valid = pc.match_substring_regex(text, WHOLE_NUMBER)
+    return pc.cast(pc.if_else(valid, text, pa.scalar(None, pa.string())), pa.int64())
+
+
+def _parse_timestamp(text: pa.ChunkedArray) -> pa.Array:
+    """Each accepted format in turn, tried only on the values still unparsed; UTC instants out."""
+    seconds = np.zeros(len(text), dtype=np.int64)
+    parsed_mask = np.zeros(len(text), dtype=bool)
+    todo = pc.indices_nonzero(pc.is_valid(text))
+    values = text.take(todo)
+    for fmt, (day_start, day_stop), local_fmt in TIMESTAMP_FORMATS:
+        if len(todo) == 0:
+            break
+        parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
+        hit = pc.is_valid(parsed)
+        if not pc.any(hit).as_py():
+            continue
+        hit_values, hit_parsed = values.filter(hit), parsed.filter(hit)
+        local = hit_parsed if local_fmt is None else pc.strptime(
+            pc.utf8_slice_codeunits(hit_values, 0, 19), format=local_fmt, unit="s")
+        written_day = pc.utf8_slice_codeunits(hit_values, day_start, day_stop)
+        real_day = pc.utf8_lpad(pc.cast(pc.day(local), pa.string()), 2, "0")
+        exists = pc.equal(written_day, real_day)
+        good_rows = todo.filter(hit).filter(exists).to_numpy()
+        seconds[good_rows] = pc.cast(pc.cast(hit_parsed.filter(exists), pa.timestamp("s")), pa.int64()).to_numpy()
+        parsed_mask[good_rows] = True
+        # a value that matched the format but names an impossible day is not retried with the others
+        todo, values = todo.filter(pc.invert(hit)), values.filter(pc.invert(hit))
+    epoch = pc.match_substring_regex(values, EPOCH_SECONDS)
+    epoch_rows = todo.filter(epoch).to_numpy()
+    seconds[epoch_rows] = pc.cast(values.filter(epoch), pa.int64()).to_numpy()
+    parsed_mask[epoch_rows] = True
+    return pa.array(seconds, pa.timestamp("s", tz="UTC"), mask=~parsed_mask)
+
+
+def _read_table(text: bytes, header: list[str], source: str) -> tuple[pa.Table, int]:
+    malformed: list[int] = []
+
+    def skip_malformed(row) -> str:  # a ragged row is dropped and counted, not fatal
+        malformed.append(1)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(text),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip_malformed),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False, null_values=[]
+            ),
+        )
+    except pa.ArrowInvalid as error:
+        raise CsvFormatError(f"{source}: cannot parse as CSV: {error}") from None
+    return table, len(malformed)
+
+
+def _duplicate_mask(table: pa.Table, key: str | None) -> np.ndarray:
+    """True for rows equal to an earlier row. Only rows whose key repeats are compared in full."""
+    mask = np.zeros(table.num_rows, dtype=bool)
+    if key is not None:
+        counts = pc.value_counts(table[key])
+        repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+        candidates = pc.indices_nonzero(pc.is_in(table[key], value_set=repeated))
+    else:
+        candidates = pa.array(np.arange(table.num_rows))
+    if len(candidates) == 0:
+        return mask
+    subset = table.take(candidates).append_column("__row", candidates)
+    first = subset.group_by(table.column_names, use_threads=False).aggregate([("__row", "min")])
+    mask[candidates.to_numpy()] = True
+    mask[first["__row_min"].to_numpy()] = False
+    return mask
+
+
+def clean_csv(raw: bytes, schema: CsvSchema = DAILY_CASES, *, source: str = "the CSV file") -> CleanedCsv:
+    """Parse `raw` (bytes of one CSV file) and clean it as the module docstring says."""
+    text = _check_text(raw, source)
+    header = _read_header(text, schema, source)
+    if not text.partition(b"\n")[2].strip():
+        raise CsvFormatError(f"{source}: has a header but no data rows")
+    table, malformed = _read_table(text, header, source)
+    if table.num_rows == 0 and malformed == 0:
+        raise CsvFormatError(f"{source}: has a header but no data rows")
+    result = CleanedCsv(table=table, rows_in=table.num_rows + malformed)
+    result.dropped["malformed_row"] = malformed
+
+    columns: dict[str, pa.ChunkedArray] = {}
+    no_rows = pa.array(np.zeros(table.num_rows, dtype=bool))
+    missing: pa.Array | pa.ChunkedArray = no_rows
+    bad: dict[str, pa.Array | pa.ChunkedArray] = {"bad_number": no_rows, "bad_date": no_rows}
+    for column in schema.columns:
+        if column.name not in table.column_names:
+            columns[column.name] = pa.nulls(table.num_rows, _arrow_type(column.kind))
+            continue
+        text_values = _as_nullable_text(table[column.name])
+        if column.kind == "int":
+            typed = _parse_int(text_values)
+        elif column.kind == "timestamp":
+            typed = _parse_timestamp(text_values)
+        else:
+            typed = text_values
+        unparsed = pc.and_(pc.is_valid(text_values), pc.is_null(typed))
+        if column.required:
+            missing = pc.or_(missing, pc.is_null(text_values))
+            reason = "bad_date" if column.kind == "timestamp" else "bad_number"
+            if column.kind != "text":
+                bad[reason] = pc.or_(bad[reason], unparsed)
+        else:
+            result.nulled_values += pc.sum(pc.cast(unparsed, pa.int64())).as_py() or 0
+        columns[column.name] = typed
+
+    cleaned = pa.table(columns)
+    if cleaned.num_rows:
+        remaining: pa.Array | pa.ChunkedArray = pa.array(np.ones(table.num_rows, dtype=bool))
+        for reason, mask in (("missing_required", missing), *bad.items()):
+            hit = pc.and_(remaining, mask)
+            result.dropped[reason] = pc.sum(pc.cast(hit, pa.int64())).as_py() or 0
+            remaining = pc.and_(remaining, pc.invert(mask))
+        cleaned = cleaned.filter(remaining)
+        duplicates = _duplicate_mask(cleaned, schema.key)
+        result.dropped["duplicate"] = int(duplicates.sum())
+        if result.dropped["duplicate"]:
+            cleaned = cleaned.filter(pa.array(~duplicates))
+    result.table = cleaned.combine_chunks()
+    return result
+
+
+def _arrow_type(kind: ColumnKind) -> pa.DataType:
+    return {"int": pa.int64(), "text": pa.string(), "timestamp": pa.timestamp("s", tz="UTC")}[kind]

@@ -1,0 +1,242 @@
+"""Write daily partitions into the warehouse: SQLite (default) or PostgreSQL, chosen by URL.
+
+`Warehouse.replace_partitions` replaces exactly the given partitions' rows in ONE transaction
+(delete, then bulk insert), so a re-run gives the same table and a failure leaves the previous
+rows in place. Bulk paths: `executemany` on sqlite3 (one transaction, tuned PRAGMAs) and `COPY`
+on PostgreSQL (psycopg 3).
+
+In SQLite a partitioned table is clustered by partition: its `row_key INTEGER PRIMARY KEY` is
+`day ordinal * 2**32 + row number`, so replacing or reading a day is a primary-key range and no
+secondary index has to be kept up to date on load. Partition keys are ISO dates (`YYYY-MM-DD`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from orchestration_platform.lib.url_redaction import redact_url
+
+ROWS_PER_PARTITION = 2**32
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",  # readers (checks, the UI's users) never block the loader
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=60000",
+    "PRAGMA cache_size=-65536",
+    "PRAGMA temp_store=MEMORY",
+)
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be used as asked; the message says why and how to fix it (no secrets)."""
+
+
+@dataclass(frozen=True)
+class WarehouseColumn:
+    name: str
+    sqlite_type: str
+    postgres_type: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A partitioned warehouse table: its columns (without the partition column) and partition column."""
+
+    name: str
+    columns: tuple[WarehouseColumn, ...]
+    partition_column: str = "partition_date"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def partition_bounds(partition: str) -> tuple[int, int]:
+    """The SQLite `row_key` range of one daily partition."""
+    try:
+        ordinal = dt.date.fromisoformat(partition).toordinal()
+    except ValueError:
+        raise WarehouseError(f"partition {partition!r} is not a date: partition keys are YYYY-MM-DD") from None
+    return ordinal * ROWS_PER_PARTITION, (ordinal + 1) * ROWS_PER_PARTITION - 1
+
+
+def _iso_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """UTC timestamps as ISO-8601 text (`2026-01-31T09:30:00Z`), computed in Arrow."""
+    text = pc.cast(pc.cast(column, pa.timestamp("s")), pa.string())
+    return pc.binary_join_element_wise(pc.replace_substring(text, " ", "T", max_replacements=1), "Z", "")
+
+
+class Warehouse:
+    """A connection factory and the partition operations for one warehouse URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        scheme = urlsplit(url).scheme.split("+", 1)[0]
+        if scheme == "sqlite":
+            self.dialect = "sqlite"
+            path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+            if not path:
+                raise WarehouseError(f"warehouse URL {url!r}: write SQLite URLs as sqlite:///absolute/path.sqlite")
+            self.sqlite_path = Path("/" + path.lstrip("/")) if url.startswith("sqlite:////") else Path(path)
+        elif scheme in ("postgresql", "postgres"):
+            self.dialect = "postgresql"
+        else:
+            raise WarehouseError(
+                f"warehouse URL {redact_url(url)!r}: scheme {scheme!r} is not supported; "
+                "use sqlite:///path/warehouse.sqlite or postgresql://USER:PASSWORD@HOST:PORT/DB"
+            )
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A DB-API connection (sqlite3 or psycopg 3); the caller manages the transaction."""
+        if self.dialect == "sqlite":
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.sqlite_path, isolation_level=None, timeout=60)
+            try:
+                for pragma in SQLITE_PRAGMAS:
+                    conn.execute(pragma)
+                yield conn
+            finally:
+                conn.close()
+        else:
+            import psycopg
+
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as error:
+                message = str(error).replace(self.url, self.display_url)
+                raise WarehouseError(f"cannot connect to the warehouse {self.display_url}: {message}") from None
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a read query written with `?` placeholders on either dialect."""
+        with self.connect() as conn:
+            if self.dialect == "postgresql":
+                sql = sql.replace("?", "%s")
+            return list(conn.execute(sql, params).fetchall())
+
+    def table_columns(self, table: str) -> list[str]:
+        """The table's columns, or [] when it does not exist."""
+        if self.dialect == "sqlite":
+            return [row[1] for row in self.query(f'PRAGMA table_info("{table}")')]
+        return [row[0] for row in self.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            (table,))]
+
+    def partition_filter(self, spec: TableSpec, partition: str) -> tuple[str, tuple]:
+        """A WHERE clause (with `?` placeholders) selecting one partition's rows, using the fast path."""
+        if self.dialect == "sqlite":
+            return "row_key BETWEEN ? AND ?", partition_bounds(partition)
+        return f"{spec.partition_column} = ?", (partition,)
+
+    def _create_sql(self, spec: TableSpec) -> list[str]:
+        if self.dialect == "sqlite":
+            cols = ", ".join(f'"{c.name}" {c.sqlite_type}' for c in spec.columns)
+            return [f'CREATE TABLE IF NOT EXISTS "{spec.name}" (row_key INTEGER PRIMARY KEY, '
+                    f'"{spec.partition_column}" TEXT NOT NULL, {cols})']
+        cols = ", ".join(f'"{c.name}" {c.postgres_type}' for c in spec.columns)
+        return [
+            f'CREATE TABLE IF NOT EXISTS "{spec.name}" ("{spec.partition_column}" DATE NOT NULL, {cols})',
+            f'CREATE INDEX IF NOT EXISTS "{spec.name}_{spec.partition_column}_idx" '
+            f'ON "{spec.name}" ("{spec.partition_column}")',
+        ]
+
+    def _check_schema(self, conn: Any, spec: TableSpec) -> None:
+        have = set(self.table_columns(spec.name)) if self.dialect == "postgresql" else {
+            row[1] for row in conn.execute(f'PRAGMA table_info("{spec.name}")')}
+        missing = [c for c in [spec.partition_column, *spec.column_names] if c not in have]
+        if missing:
+            raise WarehouseError(
+                f"table {spec.name!r} in {self.display_url} lacks column(s) {', '.join(missing)} "
+                f"(it has {', '.join(sorted(have))}): migrate it or drop it so the pipeline recreates it"
+            )
+
+    def replace_partitions(self, spec: TableSpec, batches: Mapping[str, pa.Table]) -> dict[str, int]:
+        """Replace each partition's rows with its batch, all in one transaction. Returns rows written."""
+        for partition, table in batches.items():
+            missing = [c for c in spec.column_names if c not in table.column_names]
+            if missing:
+                raise WarehouseError(f"{spec.name} partition {partition}: batch lacks column(s) {missing}")
+        if self.dialect == "sqlite":
+            return self._replace_sqlite(spec, batches)
+        return self._replace_postgres(spec, batches)
+
+    def _replace_sqlite(self, spec: TableSpec, batches: Mapping[str, pa.Table]) -> dict[str, int]:
+        names = ", ".join(f'"{c}"' for c in ["row_key", spec.partition_column, *spec.column_names])
+        marks = ", ".join("?" * len(spec.columns))
+        written: dict[str, int] = {}
+        with self.connect() as conn:
+            for statement in self._create_sql(spec):
+                conn.execute(statement)
+            self._check_schema(conn, spec)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for partition, table in batches.items():
+                    low, high = partition_bounds(partition)
+                    conn.execute(f'DELETE FROM "{spec.name}" WHERE row_key BETWEEN ? AND ?', (low, high))
+                    columns = [_sqlite_values(table[name]) for name in spec.column_names]
+                    rows = zip(range(low, low + table.num_rows), *columns, strict=True)
+                    day = dt.date.fromordinal(low // ROWS_PER_PARTITION).isoformat()  # validated, canonical
+                    conn.executemany(f'INSERT INTO "{spec.name}" ({names}) VALUES (?, \'{day}\', {marks})', rows)
+                    written[partition] = table.num_rows
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return written
+
+    def _replace_postgres(self, spec: TableSpec, batches: Mapping[str, pa.Table]) -> dict[str, int]:
+        import pyarrow.csv as pacsv
+
+        names = ", ".join(f'"{c}"' for c in [spec.partition_column, *spec.column_names])
+        written: dict[str, int] = {}
+        with self.connect() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (spec.name,))  # one writer per table
+            for statement in self._create_sql(spec):
+                conn.execute(statement)
+            self._check_schema(conn, spec)
+            conn.execute(f'DELETE FROM "{spec.name}" WHERE "{spec.partition_column}" = ANY(%s::date[])',
+                         (list(batches),))
+            with conn.cursor().copy(f'COPY "{spec.name}" ({names}) FROM STDIN WITH (FORMAT csv)') as copy:
+                for partition, table in batches.items():
+                    out = table.select(spec.column_names)
+                    out = out.add_column(0, spec.partition_column, pa.array([partition] * out.num_rows, pa.string()))
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(out, buffer, pacsv.WriteOptions(include_header=False))
+                    copy.write(buffer.getvalue())
+                    written[partition] = table.num_rows
+        return written
+
+    def partition_row_counts(self, spec: TableSpec, partitions: Sequence[str]) -> dict[str, int]:
+        """Rows stored per partition (0 for partitions with no rows or no table)."""
+        if not self.table_columns(spec.name):
+            return dict.fromkeys(partitions, 0)
+        counts = {}
+        for partition in partitions:
+            where, params = self.partition_filter(spec, partition)
+            counts[partition] = self.query(f'SELECT count(*) FROM "{spec.name}" WHERE {where}', params)[0][0]
+        return counts
+
+
+def _sqlite_values(column: pa.ChunkedArray) -> list:
+    """Python values for sqlite3: timestamps as ISO-8601 UTC text."""
+    if pa.types.is_timestamp(column.type):
+        column = _iso_text(column)
+    return column.to_pylist()

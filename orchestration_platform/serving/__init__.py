@@ -1,0 +1,1 @@
+"""Model serving: the FastAPI app in `orchestration_platform.serving.app`."""

@@ -1,0 +1,67 @@
+"""The code location loads, and its shape matches the committed snapshot.
+
+The snapshot (`snapshots/definitions.json`) lists every asset key with its group, kinds and
+partitioning, every check, job, schedule and sensor. A change to the graph shows up here as a diff
+to review; accept it with `UPDATE_SNAPSHOTS=1 .venv/bin/pytest orchestration_platform_tests/test_definitions.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
+
+
+def describe(defs: dg.Definitions) -> dict:
+    graph = defs.resolve_asset_graph()
+    assets = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
+            "materializable": node.is_materializable,
+            "has_description": bool(node.description),
+        }
+    checks = sorted(
+        f"{check_key.asset_key.to_user_string()}:{check_key.name}"
+        + (" (blocking)" if graph.get_check_spec(check_key).blocking else "")
+        for check_key in graph.asset_check_keys
+    )
+    return {
+        "assets": assets,
+        "checks": checks,
+        "jobs": sorted(job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")),
+        "schedules": sorted(s.name for s in defs.schedules or []),
+        "sensors": sorted(s.name for s in defs.sensors or []),
+        "resources": sorted(defs.resources or {}),
+    }
+
+
+def test_definitions_load_and_validate() -> None:
+    from orchestration_platform.definitions import defs
+
+    loaded = defs()
+    dg.Definitions.validate_loadable(loaded)
+    described = describe(loaded)
+    assert described["assets"], "the code location has no assets"
+    undocumented = [key for key, spec in described["assets"].items() if spec["materializable"] and not spec["has_description"]]
+    assert undocumented == [], f"assets without a docstring (it shows in the UI): {undocumented}"
+
+
+def test_definitions_match_the_snapshot() -> None:
+    from orchestration_platform.definitions import defs
+
+    described = describe(defs())
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(described, indent=2, sort_keys=True) + "\n")
+    assert SNAPSHOT.exists(), f"no snapshot at {SNAPSHOT}: create it with UPDATE_SNAPSHOTS=1"
+    assert described == json.loads(SNAPSHOT.read_text()), (
+        "the definitions changed; review the diff and accept it with UPDATE_SNAPSHOTS=1"
+    )
