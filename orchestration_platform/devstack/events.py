@@ -22,13 +22,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from orchestration_platform.lib.features import RISKY_CATEGORIES
 from orchestration_platform.lib.payment_events import LABEL_SCHEMA, MERCHANT_CATEGORIES, TRANSACTION_SCHEMA
 
 log = logging.getLogger(__name__)
 
 COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES", "IT", "PL", "SE", "BR", "IN", "JP")
 CURRENCY = {"US": "USD", "GB": "GBP", "JP": "JPY", "BR": "BRL", "IN": "INR", "PL": "PLN", "SE": "SEK"}
-RISKY_CATEGORIES = ("electronics", "gambling", "travel", "online_services")
 
 
 @dataclass
@@ -60,7 +60,11 @@ class EventGenerator:
             merchant_country = rng.choice(COUNTRIES) if rng.random() < 0.6 else home
             amount = math.exp(rng.gauss(5.6, 1.0))
         else:
-            category = rng.choice(MERCHANT_CATEGORIES[:4]) if rng.random() < 0.85 else rng.choice(MERCHANT_CATEGORIES)
+            category = (
+                rng.choice(MERCHANT_CATEGORIES[:4])
+                if rng.random() < 0.85
+                else rng.choice(MERCHANT_CATEGORIES)
+            )
             channel = rng.choices(("card_present", "contactless", "online"), weights=(5, 4, 2))[0]
             merchant_country = home if rng.random() < 0.93 else rng.choice(COUNTRIES)
             amount = math.exp(rng.gauss(3.3, 0.9))
@@ -164,7 +168,9 @@ def produce_events(
             producer.poll(0)
     remaining = producer.flush(60)
     if remaining:
-        raise RuntimeError(f"producer: {remaining} events to topic {topic!r} were not acknowledged within 60s")
+        raise RuntimeError(
+            f"producer: {remaining} events to topic {topic!r} were not acknowledged within 60s"
+        )
     return sent
 
 

@@ -201,5 +201,37 @@ def _stop_child(child: subprocess.Popen) -> None:
 
 
 def start_dev_processes(ports: StackPorts, env: dict[str, str]) -> list[subprocess.Popen]:
-    """Extra long-running processes of the dev stack (event producer, model serving)."""
-    return []
+    """Extra long-running processes of the dev stack: the payment event producer and model serving.
+
+    Both are `orchestration-platform` subcommands in their own session (stopped by PID with the stack);
+    their output goes to `<state dir>/logs/`. `env` gains MODEL_SERVING_URL for `dagster dev`.
+    """
+    ensure_port_free(ports.serving, "model serving", "SERVING_PORT")
+    env["MODEL_SERVING_URL"] = f"http://127.0.0.1:{ports.serving}"
+    cli = str(Path(sys.executable).parent / "orchestration-platform")
+    logs = state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    commands = {
+        "events": [cli, "produce-events", "--rate", os.environ.get("EVENTS_RATE", "20")],
+        "serving": [cli, "serve", "--port", str(ports.serving)],
+    }
+    started: list[subprocess.Popen] = []
+    try:
+        for name, command in commands.items():
+            with open(logs / f"{name}.log", "ab") as out:
+                child = subprocess.Popen(
+                    command,
+                    env=env,
+                    cwd=REPO_ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_reset_signals,
+                    start_new_session=True,
+                )
+            started.append(child)
+            log.info("%s: %s (pid %s, log %s)", name, " ".join(command[1:]), started[-1].pid, logs / f"{name}.log")
+    except BaseException:
+        for child in started:
+            _stop_child(child)
+        raise
+    return started

@@ -62,6 +62,9 @@ class Approval:
 
 
 def ensure_approval_schema(conn: psycopg.Connection) -> None:
+    """Create the approval tables if missing (use autocommit connections throughout this module)."""
+    if conn.execute("SELECT to_regclass('ml.approval_audit')").fetchone()[0]:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ml.approvals.schema'))")
         conn.execute(APPROVALS_DDL)

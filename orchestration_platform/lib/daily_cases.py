@@ -77,13 +77,18 @@ def audit_partition(warehouse: Warehouse, partition: str) -> PartitionAudit:
                           int(non_null_keys) - int(distinct_keys))
 
 
-def recent_row_counts(warehouse: Warehouse, before: str, limit: int = ANOMALY_HISTORY) -> list[int]:
-    """Row counts of the latest `limit` stored partitions before `before` (newest first)."""
-    return [int(n) for (_, n) in warehouse.query(
-        f'SELECT {CLEANED_TABLE.partition_column}, count(*) FROM "{CLEANED_TABLE.name}" '
-        f"WHERE {CLEANED_TABLE.partition_column} < ? GROUP BY 1 ORDER BY 1 DESC LIMIT ?",
-        (before, limit),
-    )]
+def stored_row_counts(warehouse: Warehouse, until: str) -> dict[str, int]:
+    """Rows per stored partition up to `until` (inclusive), oldest first, in one query."""
+    return {str(day): int(n) for day, n in warehouse.query(
+        f'SELECT CAST({CLEANED_TABLE.partition_column} AS TEXT), count(*) FROM "{CLEANED_TABLE.name}" '
+        f"WHERE {CLEANED_TABLE.partition_column} <= ? GROUP BY 1 ORDER BY 1",
+        (until,),
+    )}
+
+
+def history_before(counts: dict[str, int], partition: str, limit: int = ANOMALY_HISTORY) -> list[int]:
+    """Row counts of the latest `limit` partitions stored before `partition` (newest first)."""
+    return [counts[day] for day in sorted((d for d in counts if d < partition), reverse=True)[:limit]]
 
 
 def row_count_is_anomalous(rows: int, history: Sequence[int]) -> tuple[bool, float | None]:

@@ -81,7 +81,13 @@ class ConsumerBusy(RuntimeError):
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the `ml` tables if they are missing (idempotent, safe under concurrent callers)."""
+    """Create the `ml` tables if they are missing (idempotent, safe under concurrent callers).
+
+    Every function here expects an autocommit connection: each `conn.transaction()` is then a real
+    transaction that commits at its end, and no lock outlives it.
+    """
+    if conn.execute("SELECT to_regclass('ml.feature_hours')").fetchone()[0]:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ml.schema'))")
         conn.execute(SCHEMA_DDL)
@@ -349,7 +355,7 @@ def consume_batch(
     group = kafka_config["group.id"]
     stats = BatchStats()
     started = time.perf_counter()
-    with psycopg.connect(postgres_url, application_name="ml-events-consumer") as conn:
+    with psycopg.connect(postgres_url, application_name="ml-events-consumer", autocommit=True) as conn:
         ensure_schema(conn)
         lock_key = f"ml.consumer:{group}:{topic}"
         if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (lock_key,)).fetchone()[0]:
@@ -357,7 +363,6 @@ def consume_batch(
                 f"consumer group {group!r} on topic {topic!r} is already being consumed by another process; "
                 "wait for it to finish (one consumer per group writes at a time)"
             )
-        conn.commit()
         consumer = Consumer(kafka_config)
         writer: _ChunkWriter | None = None
         try:
@@ -405,6 +410,5 @@ def consume_batch(
                 writer.abort()
             consumer.close()
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_key,))
-            conn.commit()
     stats.seconds = time.perf_counter() - started
     return stats

@@ -54,6 +54,7 @@ ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS rows int;
 ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS labelled int;
 ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS mean_log_amount double precision;
 ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS online_rate double precision;
+ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS checks_passed boolean;
 """
 
 # The latest label wins; a transaction sent twice (same event_id) counts once.
@@ -108,6 +109,8 @@ def ensure_feature_schema(conn: psycopg.Connection) -> None:
     from orchestration_platform.lib.event_store import ensure_schema
 
     ensure_schema(conn)
+    if conn.execute("SELECT to_regclass('ml.transaction_features')").fetchone()[0]:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ml.features.schema'))")
         conn.execute(FEATURES_DDL)
@@ -172,7 +175,7 @@ def write_hour_features(
             "mean_log_amount, online_rate) VALUES (%s, %s, %s, now(), %s, %s, %s, %s) "
             "ON CONFLICT (hour) DO UPDATE SET computed_seq = GREATEST(COALESCE(ml.feature_hours.computed_seq, 0), "
             "EXCLUDED.computed_seq), computed_at = now(), rows = EXCLUDED.rows, labelled = EXCLUDED.labelled, "
-            "mean_log_amount = EXCLUDED.mean_log_amount, online_rate = EXCLUDED.online_rate",
+            "mean_log_amount = EXCLUDED.mean_log_amount, online_rate = EXCLUDED.online_rate, checks_passed = NULL",
             (start, max(change_seq, 1), change_seq, len(frame), labelled, mean_log_amount, online_rate),
         )
     return HourFeatures(start, len(frame), labelled, frauds, replaced, mean_log_amount, online_rate, change_seq)
@@ -228,13 +231,21 @@ def out_of_range(conn: psycopg.Connection, hour: datetime) -> dict[str, int]:
     return dict(zip(FEATURE_RANGES, values, strict=True))
 
 
+def record_checks(conn: psycopg.Connection, hour: datetime, passed: bool) -> None:
+    """Remember whether the hour passed its blocking checks; training only reads hours that did."""
+    start, _ = hour_bounds(hour)
+    with conn.transaction():
+        conn.execute("UPDATE ml.feature_hours SET checks_passed = %s WHERE hour = %s", (passed, start))
+
+
 def load_labelled_features(conn: psycopg.Connection, start: datetime, end: datetime) -> pd.DataFrame:
-    """Labelled feature rows with hour in [start, end), oldest first (the training window)."""
+    """Labelled feature rows with hour in [start, end) from hours that passed their checks, oldest first."""
     import pandas as pd
 
     cursor = conn.execute(
-        f"SELECT hour, transaction_id, {', '.join(FEATURE_COLUMNS)}, is_fraud FROM ml.transaction_features "
-        "WHERE hour >= %s AND hour < %s AND is_fraud IS NOT NULL ORDER BY hour, transaction_id",
+        f"SELECT f.hour, f.transaction_id, {', '.join('f.' + c for c in FEATURE_COLUMNS)}, f.is_fraud "
+        "FROM ml.transaction_features f JOIN ml.feature_hours h ON h.hour = f.hour AND h.checks_passed "
+        "WHERE f.hour >= %s AND f.hour < %s AND f.is_fraud IS NOT NULL ORDER BY f.hour, f.transaction_id",
         (start, end),
     )
     return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])

@@ -22,7 +22,9 @@ DEFAULT_MODEL_NAME = "fraud_detector"
 EXPERIMENT = "fraud_detector_training"
 EVALUATION_TAG = "evaluation"  # "passed" | "worse": only "passed" versions are offered for approval
 FINGERPRINT_TAG = "sha256"
-PIP_REQUIREMENTS = ["scikit-learn", "pandas", "numpy"]  # given, so MLflow does not probe the environment
+# skops refuses unknown types on load; these are the scikit-learn internals our model class is made of.
+SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+PIP_REQUIREMENTS = ["scikit-learn", "skops", "pandas", "numpy"]  # given, so MLflow does not probe the environment
 
 
 class RegistryError(LookupError):
@@ -90,7 +92,11 @@ class ModelRegistry:
             mlflow.log_metrics(metrics)
             mlflow.set_tags(tags)
             info = mlflow.sklearn.log_model(
-                model, name="model", registered_model_name=self.model_name, pip_requirements=PIP_REQUIREMENTS
+                model,
+                name="model",
+                registered_model_name=self.model_name,
+                pip_requirements=PIP_REQUIREMENTS,
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
             )
         version = str(info.registered_model_version)
         fingerprint = self.compute_fingerprint(version)

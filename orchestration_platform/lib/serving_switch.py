@@ -39,6 +39,9 @@ class ServedVersion:
 
 
 def ensure_serving_schema(conn: psycopg.Connection) -> None:
+    """Create `ml.serving_state` if missing (use autocommit connections throughout this module)."""
+    if conn.execute("SELECT to_regclass('ml.serving_state')").fetchone()[0]:
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ml.serving.schema'))")
         conn.execute(SERVING_DDL)
@@ -73,7 +76,8 @@ def verify_serving(serving_url: str, version: str | None, *, timeout_s: float = 
     """Ask serving to reload, then wait until it is healthy on `version`; returns None or what is wrong."""
     problem = "not checked"
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(base_url=serving_url, timeout=10) as http:
+    # Loading a model can take seconds on a busy node: reads wait up to the whole verification budget.
+    with httpx.Client(base_url=serving_url, timeout=httpx.Timeout(10, read=max(timeout_s, 10))) as http:
         while time.monotonic() < deadline:
             try:
                 http.post("/admin/reload")
@@ -110,7 +114,7 @@ def switch_serving(
 
     `fingerprint` is the version's files' hash as stored NOW; it must equal the approved one.
     """
-    with psycopg.connect(postgres_url, application_name="ml-deploy") as conn:
+    with psycopg.connect(postgres_url, application_name="ml-deploy", autocommit=True) as conn:
         ensure_serving_schema(conn)
         approval = authorize_deployment(conn, model_name=model_name, version=version, fingerprint=fingerprint)
         current = served_version(conn, model_name)

@@ -66,14 +66,19 @@ def training_pod_spec(
             f"training pod: image={image!r} has no pinned tag: use an explicit version tag or a digest "
             "(':latest' or no tag runs whatever was pushed last)"
         )
-    _check("secret_name", secret_name, _DNS_SUBDOMAIN, "use the name of an existing Secret (lowercase DNS name)")
     _check(
-        "service_account", service_account, _DNS_SUBDOMAIN, "use the name of an existing ServiceAccount"
+        "secret_name", secret_name, _DNS_SUBDOMAIN, "use the name of an existing Secret (lowercase DNS name)"
     )
+    _check("service_account", service_account, _DNS_SUBDOMAIN, "use the name of an existing ServiceAccount")
     _check("cpu", cpu, _QUANTITY, "use a Kubernetes quantity such as '500m' or '2'")
     _check("memory", memory, _QUANTITY, "use a Kubernetes quantity such as '512Mi' or '4Gi'")
     if data_volume_claim is not None:
-        _check("data_volume_claim", data_volume_claim, _DNS_SUBDOMAIN, "use the name of an existing PersistentVolumeClaim")
+        _check(
+            "data_volume_claim",
+            data_volume_claim,
+            _DNS_SUBDOMAIN,
+            "use the name of an existing PersistentVolumeClaim",
+        )
     if not isinstance(data_dir, str) or not data_dir.startswith("/") or data_dir.rstrip("/") in {"", "/tmp"}:
         raise TrainingPodSpecError(
             f"training pod: data_dir={data_dir!r} is not valid: use an absolute path other than / and /tmp "
@@ -87,8 +92,11 @@ def training_pod_spec(
                 f"training pod: env {key}={value!r} is a {type(value).__name__}: pass strings only"
             )
     # TMPDIR/HOME point at the writable emptyDir because the root filesystem is read-only.
-    env_list = [{"name": "HOME", "value": "/tmp"}, {"name": "TMPDIR", "value": "/tmp"},
-                {"name": "PLATFORM_DATA_DIR", "value": data_dir}]
+    env_list = [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "PLATFORM_DATA_DIR", "value": data_dir},
+    ]
     env_list += [{"name": key, "value": value} for key, value in sorted(extra_env.items())]
     env_list = list({item["name"]: item for item in env_list}.values())  # caller's value wins
     data_volume: dict[str, Any] = (

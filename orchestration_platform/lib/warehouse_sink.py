@@ -159,8 +159,11 @@ class Warehouse:
         ]
 
     def _check_schema(self, conn: Any, spec: TableSpec) -> None:
-        have = set(self.table_columns(spec.name)) if self.dialect == "postgresql" else {
-            row[1] for row in conn.execute(f'PRAGMA table_info("{spec.name}")')}
+        if self.dialect == "postgresql":  # on the writer's connection: the table may be new in this transaction
+            have = {row[0] for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (spec.name,))}
+        else:
+            have = {row[1] for row in conn.execute(f'PRAGMA table_info("{spec.name}")')}
         missing = [c for c in [spec.partition_column, *spec.column_names] if c not in have]
         if missing:
             raise WarehouseError(

@@ -95,7 +95,7 @@ class ModelHolder:
 
         with self._lock:
             try:
-                with psycopg.connect(self.postgres_url, connect_timeout=5) as conn:
+                with psycopg.connect(self.postgres_url, connect_timeout=5, autocommit=True) as conn:
                     wanted = served_version(conn, self.model_name)
                 if wanted is None:
                     self.current, self.last_error = None, None
@@ -162,6 +162,11 @@ class _TooLarge(Exception):
     pass
 
 
+def _warm_up() -> None:
+    """Import the model loader at start, so the first switch to a new version is quick."""
+    import mlflow.sklearn  # noqa: F401
+
+
 def create_app() -> FastAPI:
     max_batch = _int_env("SERVING_MAX_BATCH", 1000)
     refresh_s = _int_env("SERVING_REFRESH_S", 10)
@@ -170,6 +175,7 @@ def create_app() -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_warm_up)
         await run_in_threadpool(holder.reload)
 
         async def refresh() -> None:

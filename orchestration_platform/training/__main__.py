@@ -34,7 +34,7 @@ def main() -> int:
         end = datetime.fromisoformat(pipes.get_extra("window_end"))
         model_name = pipes.get_extra("model_name")
         seed = int(pipes.extras.get("seed", 0))
-        with psycopg.connect(postgres_url, application_name="ml-training") as conn:
+        with psycopg.connect(postgres_url, application_name="ml-training", autocommit=True) as conn:
             rows = load_labelled_features(conn, start, end)
             pipes.log.info(f"loaded {len(rows)} labelled feature rows for {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}")
             window = split_window(rows, int(pipes.extras.get("holdout_hours", 1)))

@@ -177,3 +177,15 @@ def test_adding_an_endpoint_to_the_yaml_adds_its_asset_on_reload(tmp_path: Path,
     products = specs[dg.AssetKey(["api", "products"])]
     assert products.group_name == "api_etl" and {"postgres", "api"} <= set(products.kinds)
     assert products.freshness_policy is not None and "api.products" in (products.description or "")
+
+
+def test_a_hostile_config_stops_the_code_location_load_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from orchestration_platform.definitions import defs
+
+    config_file = tmp_path / "endpoints.yaml"
+    config_file.write_text(yaml.safe_dump({"endpoints": [{**ORDERS, "name": "users; drop table x"}]}))
+    monkeypatch.setenv("API_ENDPOINTS_CONFIG", str(config_file))
+    with pytest.raises(Exception) as error:
+        defs()
+    text = "".join(str(e) for e in (error.value, error.value.__cause__, error.value.__context__) if e)
+    assert "endpoint 'users; drop table x', field 'name'" in text and "fix: use 1-40 lowercase letters" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from orchestration_platform.lib.api_extract import ExtractError, Extractor, ExtractResult, parse_retry_after
@@ -142,3 +143,16 @@ def test_per_host_rate_limit_spaces_requests(sources_url: str):
 
     # 4 per second: the first 4 pass at once, the other 2 wait for the bucket to refill.
     assert asyncio.run(go()) >= 0.4
+
+
+def test_demo_server_serves_100_slow_requests_together(sources_url: str):
+    async def go() -> float:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100)) as client:
+            started = time.perf_counter()
+            answers = await asyncio.gather(*(client.get(f"{sources_url}/api/synthetic/s{i}",
+                                                        params={"records": 5, "latency_ms": 1000})
+                                             for i in range(100)))
+            assert all(a.status_code == 200 for a in answers)
+            return time.perf_counter() - started
+
+    assert asyncio.run(go()) < 5.0  # one after another they would take 100 s

@@ -57,6 +57,11 @@ VALUE_SETS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                     "tls": {"enabled": True, "secretName": "dagster-tls"},
                 },
             },
+            "networkPolicy": {
+                "webserverIngressFrom": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+                ]
+            },
         },
     ),
     "minimal": (
@@ -123,22 +128,34 @@ class Helm:
         return args
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "HELM_CACHE_HOME": str(self.workdir / "cache"),
-               "HELM_CONFIG_HOME": str(self.workdir / "config"), "HELM_DATA_HOME": str(self.workdir / "data")}
+        env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(self.workdir / "cache"),
+            "HELM_CONFIG_HOME": str(self.workdir / "config"),
+            "HELM_DATA_HOME": str(self.workdir / "data"),
+        }
         return subprocess.run(
             [str(self.binary), *args], capture_output=True, text=True, timeout=120, env=env, check=False
         )
 
     def template_text(self, files: tuple[str, ...] = (), values: Mapping[str, Any] | None = None) -> str:
         result = self.run(
-            "template", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE,
-            "--kube-version", KUBERNETES_VERSION, *self._values_args(files, values),
+            "template",
+            RELEASE,
+            str(CHART_DIR),
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBERNETES_VERSION,
+            *self._values_args(files, values),
         )
         if result.returncode != 0:
             raise HelmError(result.stderr)
         return result.stdout
 
-    def template(self, files: tuple[str, ...] = (), values: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def template(
+        self, files: tuple[str, ...] = (), values: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Rendered manifests as dicts (empty documents dropped)."""
         key = repr((files, yaml.safe_dump(dict(values or {}))))
         if key not in self._cache:
@@ -146,9 +163,19 @@ class Helm:
             self._cache[key] = [doc for doc in yaml.safe_load_all(text) if doc]
         return self._cache[key]
 
-    def lint(self, files: tuple[str, ...] = (), values: Mapping[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.run("lint", "--strict", str(CHART_DIR), "--namespace", NAMESPACE,
-                        "--kube-version", KUBERNETES_VERSION, *self._values_args(files, values))
+    def lint(
+        self, files: tuple[str, ...] = (), values: Mapping[str, Any] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(
+            "lint",
+            "--strict",
+            str(CHART_DIR),
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBERNETES_VERSION,
+            *self._values_args(files, values),
+        )
 
 
 @pytest.fixture(scope="session")
@@ -166,7 +193,9 @@ def rendered(request: pytest.FixtureRequest, helm: Helm) -> tuple[str, list[dict
 def find(manifests: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
     """The one manifest of `kind` whose name ends with `name_suffix`."""
     matches = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"].endswith(name_suffix)]
-    assert len(matches) == 1, f"expected one {kind} named *{name_suffix}, found {[m['metadata']['name'] for m in matches]}"
+    assert len(matches) == 1, (
+        f"expected one {kind} named *{name_suffix}, found {[m['metadata']['name'] for m in matches]}"
+    )
     return matches[0]
 
 

@@ -13,8 +13,12 @@ def assert_restricted_pod(pod: dict[str, Any], where: str) -> None:
     pod_sc = pod.get("securityContext") or {}
     assert pod_sc.get("runAsNonRoot") is True, f"{where}: pod securityContext.runAsNonRoot must be true"
     assert (pod_sc.get("runAsUser") or 0) > 0, f"{where}: pod must run as a non-zero uid"
-    assert (pod_sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{where}: seccomp RuntimeDefault"
-    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), f"{where}: host namespaces"
+    assert (pod_sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", (
+        f"{where}: seccomp RuntimeDefault"
+    )
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), (
+        f"{where}: host namespaces"
+    )
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     for volume in volumes.values():
         assert "hostPath" not in volume, f"{where}: hostPath volume {volume['name']}"
@@ -27,7 +31,9 @@ def assert_restricted_pod(pod: dict[str, Any], where: str) -> None:
         assert not (sc.get("capabilities") or {}).get("add"), f"{name}: no added capabilities"
         assert not sc.get("privileged"), f"{name}: privileged"
         assert sc.get("runAsNonRoot", True) is not False, f"{name}: runAsNonRoot overridden to false"
-        assert (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", name
+        assert (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get(
+            "type"
+        ) == "RuntimeDefault", name
         resources = container.get("resources") or {}
         assert {"cpu", "memory"} <= set(resources.get("requests", {})), f"{name}: cpu and memory requests"
         assert "memory" in resources.get("limits", {}), f"{name}: a memory limit"
@@ -40,4 +46,6 @@ def assert_restricted_pod(pod: dict[str, Any], where: str) -> None:
 def assert_probed(container: dict[str, Any], where: str, probes: tuple[str, ...]) -> None:
     for probe in probes:
         spec = container.get(probe) or {}
-        assert {"exec", "httpGet", "grpc", "tcpSocket"} & set(spec), f"{where}/{container['name']}: no {probe}"
+        assert {"exec", "httpGet", "grpc", "tcpSocket"} & set(spec), (
+            f"{where}/{container['name']}: no {probe}"
+        )

@@ -18,8 +18,13 @@ from orchestration_platform_tests.chart.conftest import (
 )
 
 # Settings that are credentials: they may only come from existing Secrets.
-SECRET_NAMES = {"DAGSTER_PG_PASSWORD", "POSTGRES_URL", "KAFKA_BOOTSTRAP_SERVERS", "ALERT_WEBHOOK_URL",
-                "INGESTION_WAREHOUSE_URL"}
+SECRET_NAMES = {
+    "DAGSTER_PG_PASSWORD",
+    "POSTGRES_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "ALERT_WEBHOOK_URL",
+    "INGESTION_WAREHOUSE_URL",
+}
 URL_WITH_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 
 
@@ -31,7 +36,9 @@ def test_helm_lint_strict_passes(helm: Helm, value_set: str) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
-def test_every_manifest_is_valid_for_the_target_kubernetes(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_every_manifest_is_valid_for_the_target_kubernetes(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
     name, manifests = rendered
     assert manifests, f"{name}: nothing rendered"
     for manifest in manifests:
@@ -79,19 +86,38 @@ def test_the_default_set_renders_every_part(helm: Helm) -> None:
         ("NetworkPolicy", "op-orchestration-platform-default-deny"),
     }
     assert expected <= kinds, sorted(expected - kinds)
-    assert not any(m["kind"] in {"Secret", "Ingress"} for m in manifests), "no Secret is ever rendered; Ingress is opt-in"
+    assert not any(m["kind"] in {"Secret", "Ingress"} for m in manifests), (
+        "no Secret is ever rendered; Ingress is opt-in"
+    )
 
 
 def test_the_code_server_runs_dagster_api_grpc_with_a_grpc_health_check(helm: Helm) -> None:
     manifests = helm.template(*VALUE_SETS["default"])
-    container = find(manifests, "Deployment", "-orchestration-platform")["spec"]["template"]["spec"]["containers"][0]
+    container = find(manifests, "Deployment", "-orchestration-platform")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert container["command"] + container["args"] == [
-        "dagster", "api", "grpc", "-m", "orchestration_platform.definitions", "-a", "defs", "-h", "0.0.0.0", "-p", "3030",
+        "dagster",
+        "api",
+        "grpc",
+        "-m",
+        "orchestration_platform.definitions",
+        "-a",
+        "defs",
+        "-h",
+        "0.0.0.0",
+        "-p",
+        "3030",
     ]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["exec"]["command"] == ["dagster", "api", "grpc-health-check", "-p", "3030"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["DAGSTER_CURRENT_IMAGE"] == "registry.example.com/data/orchestration-platform:0.1.0"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DAGSTER_CURRENT_IMAGE"]["value"] == "registry.example.com/data/orchestration-platform:0.1.0"
+    # Sensor ticks run here on the daemon's instance, whose storage password comes from the Secret.
+    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "dagster-postgresql",
+        "key": "postgresql-password",
+    }
 
 
 def test_workspace_points_at_the_code_server_service(helm: Helm) -> None:
@@ -101,16 +127,28 @@ def test_workspace_points_at_the_code_server_service(helm: Helm) -> None:
     workspace = yaml.safe_load(find(manifests, "ConfigMap", "-workspace-yaml")["data"]["workspace.yaml"])
     service = find(manifests, "Service", "-orchestration-platform")
     assert workspace["load_from"] == [
-        {"grpc_server": {"host": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"],
-                         "location_name": "orchestration-platform"}}
+        {
+            "grpc_server": {
+                "host": service["metadata"]["name"],
+                "port": service["spec"]["ports"][0]["port"],
+                "location_name": "orchestration-platform",
+            }
+        }
     ]
 
 
 def test_pods_roll_when_the_instance_or_workspace_config_changes(helm: Helm) -> None:
     files, values = VALUE_SETS["default"]
     before = helm.template(files, values)
-    after = helm.template(files, {**values, "dagsterDaemon": {"runCoordinator": {"config": {
-        "queuedRunCoordinator": {"maxConcurrentRuns": 3}}}}})
+    after = helm.template(
+        files,
+        {
+            **values,
+            "dagsterDaemon": {
+                "runCoordinator": {"config": {"queuedRunCoordinator": {"maxConcurrentRuns": 3}}}
+            },
+        },
+    )
     for suffix in ("-webserver", "-daemon"):
         old = find(before, "Deployment", suffix)["spec"]["template"]["metadata"]["annotations"]
         new = find(after, "Deployment", suffix)["spec"]["template"]["metadata"]["annotations"]
@@ -131,9 +169,13 @@ def test_credentials_only_come_from_existing_secrets(rendered: tuple[str, list[d
                         assert env["valueFrom"]["secretKeyRef"]["name"]
         if manifest["kind"] == "ConfigMap":
             data = manifest["data"]
-            assert not SECRET_NAMES & set(data), f"{name}: a secret setting in ConfigMap {manifest['metadata']['name']}"
+            assert not SECRET_NAMES & set(data), (
+                f"{name}: a secret setting in ConfigMap {manifest['metadata']['name']}"
+            )
             for key, text in data.items():
-                assert not URL_WITH_CREDENTIALS.search(text), f"{name}: credentials in {manifest['metadata']['name']}/{key}"
+                assert not URL_WITH_CREDENTIALS.search(text), (
+                    f"{name}: credentials in {manifest['metadata']['name']}/{key}"
+                )
     instance = instance_yaml(manifests)
     assert instance["run_storage"]["config"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
 
@@ -152,26 +194,45 @@ def test_rbac_is_limited_to_jobs_pods_and_pod_logs(helm: Helm) -> None:
     manifests = helm.template(*VALUE_SETS["default"])
     assert not [m for m in manifests if m["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
     role = find(manifests, "Role", "-launcher")
-    granted = {(group, resource) for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]}
-    assert granted == {("batch", "jobs"), ("batch", "jobs/status"), ("", "pods"), ("", "pods/log"), ("", "pods/status")}
+    granted = {
+        (group, resource)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert granted == {
+        ("batch", "jobs"),
+        ("batch", "jobs/status"),
+        ("", "pods"),
+        ("", "pods/log"),
+        ("", "pods/status"),
+    }
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         assert not set(rule["verbs"]) & {"update", "patch", "escalate", "bind", "impersonate"}
     binding = find(manifests, "RoleBinding", "-launcher")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "op-orchestration-platform", "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "op-orchestration-platform", "namespace": NAMESPACE}
+    ]
 
 
 def test_network_policies_deny_by_default_and_allow_the_needed_flows(helm: Helm) -> None:
     manifests = helm.template(*VALUE_SETS["prod"])
-    policies = {m["metadata"]["name"].removeprefix("op-orchestration-platform-"): m["spec"]
-                for m in manifests if m["kind"] == "NetworkPolicy"}
+    policies = {
+        m["metadata"]["name"].removeprefix("op-orchestration-platform-"): m["spec"]
+        for m in manifests
+        if m["kind"] == "NetworkPolicy"
+    }
     deny = policies["default-deny"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     dns_ports = {(p["protocol"], p["port"]) for p in policies["allow-dns"]["egress"][0]["ports"]}
     assert dns_ports == {("UDP", 53), ("TCP", 53)}
     code_server = policies["code-server"]
-    callers = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in code_server["ingress"][0]["from"]}
-    assert callers == {"dagster-webserver", "dagster-daemon", "run-worker"}
+    callers = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for peer in code_server["ingress"][0]["from"]
+    }
+    assert callers == {"dagster-webserver", "dagster-daemon"}  # run pods load code from their image
     assert code_server["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 3030}]
     # Only the run workers (Pipes) and the webserver/daemon (launcher) reach the API server.
     assert policies["run-worker-api"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]

@@ -13,13 +13,16 @@ HELM_SHA256 = "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
 
 
 def _install(dest: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(INSTALL_HELM), str(dest)], capture_output=True, text=True, timeout=300,
-                          check=False)
+    return subprocess.run(
+        ["bash", str(INSTALL_HELM), str(dest)], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_installed_helm_is_the_verified_v4_binary(helm_bin: Path) -> None:
     assert hashlib.sha256(helm_bin.read_bytes()).hexdigest() == HELM_SHA256
-    version = subprocess.run([str(helm_bin), "version", "--short"], capture_output=True, text=True, check=True)
+    version = subprocess.run(
+        [str(helm_bin), "version", "--short"], capture_output=True, text=True, check=True
+    )
     assert version.stdout.startswith("v4."), version.stdout
 
 

@@ -43,7 +43,9 @@ def _validate_instance(config: dict[str, Any], directory: Path) -> dict[str, Any
             klass = getattr(importlib.import_module(entry["module"]), entry["class"])
             result = process_config(klass.config_type(), entry.get("config") or {})
             if not result.success:
-                raise DagsterInvalidConfigError(f"{key}: {entry['class']} config", result.errors, entry.get("config"))
+                raise DagsterInvalidConfigError(
+                    f"{key}: {entry['class']} config", result.errors, entry.get("config")
+                )
             processed[key] = result.value
     return {"instance": validated, **processed}
 
@@ -60,8 +62,14 @@ def test_rendered_instance_passes_dagsters_config_types(
 ) -> None:
     config = instance_yaml(helm.template(*VALUE_SETS[value_set]))
     processed = _validate_instance(config, tmp_path)
-    assert set(processed) >= {"run_storage", "event_log_storage", "schedule_storage", "run_launcher", "scheduler",
-                              "compute_logs"}
+    assert set(processed) >= {
+        "run_storage",
+        "event_log_storage",
+        "schedule_storage",
+        "run_launcher",
+        "scheduler",
+        "compute_logs",
+    }
     for storage in ("run_storage", "event_log_storage", "schedule_storage"):
         assert config[storage]["module"].startswith("dagster_postgres.")
         db = processed[storage]["postgres_db"]
@@ -79,19 +87,30 @@ def test_queue_monitoring_and_retries_are_configured(helm: Helm, tmp_path: Path,
     instance = processed["instance"]
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert instance["concurrency"]["runs"]["max_concurrent_runs"] == 20
-    assert {"key": "dagster/backfill", "limit": 5} in instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "dagster/backfill", "limit": 5} in instance["concurrency"]["runs"][
+        "tag_concurrency_limits"
+    ]
     assert instance["concurrency"]["pools"] == {"default_limit": 8, "granularity": "op"}
-    assert instance["run_monitoring"]["enabled"] is True and instance["run_monitoring"]["max_resume_run_attempts"] == 1
-    assert instance["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
+    assert (
+        instance["run_monitoring"]["enabled"] is True
+        and instance["run_monitoring"]["max_resume_run_attempts"] == 1
+    )
+    assert instance["run_retries"] == {
+        "enabled": True,
+        "max_retries": 2,
+        "retry_on_asset_or_op_failure": False,
+    }
     assert instance["sensors"]["use_threads"] and instance["schedules"]["use_threads"]
     assert instance["telemetry"] == {"enabled": False}
 
 
 @pytest.mark.parametrize(
     ("path", "typo"),
-    [(("run_launcher", "config", "image_pull_policy"), "image_pul_policy"),
-     (("run_storage", "config", "postgres_db", "hostname"), "host_name"),
-     (("run_monitoring", "start_timeout_seconds"), "start_timeout")],
+    [
+        (("run_launcher", "config", "image_pull_policy"), "image_pul_policy"),
+        (("run_storage", "config", "postgres_db", "hostname"), "host_name"),
+        (("run_monitoring", "start_timeout_seconds"), "start_timeout"),
+    ],
 )
 def test_a_typo_in_the_instance_config_is_caught(
     helm: Helm, tmp_path: Path, pg_password: str, path: tuple[str, ...], typo: str
@@ -121,12 +140,18 @@ class RecordingBatchApi:
 def kubeconfig(tmp_path: Path) -> Path:
     """A kubeconfig for a cluster that is never contacted (the launcher loads one at start)."""
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "offline",
-        "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
-        "users": [{"name": "offline", "user": {"token": "unused"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "offline",
+                "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
+                "users": [{"name": "offline", "user": {"token": "unused"}}],
+            }
+        )
+    )
     return path
 
 
@@ -140,17 +165,26 @@ def test_run_pods_inherit_image_settings_secrets_and_security(
     from dagster_k8s.client import DagsterKubernetesClient
 
     config = instance_yaml(helm.template(*VALUE_SETS["prod"]))
-    launcher_config = {**config["run_launcher"]["config"], "load_incluster_config": False,
-                       "kubeconfig_file": str(kubeconfig)}
-    with instance_for_test(overrides={"run_launcher": {**config["run_launcher"], "config": launcher_config}}) as instance:
+    launcher_config = {
+        **config["run_launcher"]["config"],
+        "load_incluster_config": False,
+        "kubeconfig_file": str(kubeconfig),
+    }
+    with instance_for_test(
+        overrides={"run_launcher": {**config["run_launcher"], "config": launcher_config}}
+    ) as instance:
         batch = RecordingBatchApi()
-        instance.run_launcher._api_client = DagsterKubernetesClient.production_client(batch_api_override=batch)
+        instance.run_launcher._api_client = DagsterKubernetesClient.production_client(
+            batch_api_override=batch
+        )
         # The code server reports its own image (DAGSTER_CURRENT_IMAGE): runs use exactly that one.
         origin = JobPythonOrigin(
             "__ASSET_JOB",
             RepositoryPythonOrigin(
                 executable_path="python",
-                code_pointer=ModuleCodePointer("orchestration_platform.definitions", "defs", working_directory=None),
+                code_pointer=ModuleCodePointer(
+                    "orchestration_platform.definitions", "defs", working_directory=None
+                ),
                 container_image=IMAGE,
             ),
         )
@@ -167,11 +201,15 @@ def test_run_pods_inherit_image_settings_secrets_and_security(
     assert container["image"] == IMAGE
     assert container["args"][:5] == ["python", "-m", "dagster", "api", "execute_run"]
     env_from = {next(iter(source)): next(iter(source.values()))["name"] for source in container["envFrom"]}
-    assert env_from == {"configMapRef": "op-orchestration-platform-platform-env",
-                        "secretRef": "orchestration-platform-secrets"}
+    assert env_from == {
+        "configMapRef": "op-orchestration-platform-platform-env",
+        "secretRef": "orchestration-platform-secrets",
+    }
     env = {e["name"]: e for e in container["env"]}
-    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "dagster-postgresql",
-                                                                      "key": "postgresql-password"}
+    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "dagster-postgresql",
+        "key": "postgresql-password",
+    }
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "6Gi"}}
     assert pod["serviceAccountName"] == "op-orchestration-platform"
     labels = manifest["spec"]["template"]["metadata"]["labels"]
@@ -180,7 +218,10 @@ def test_run_pods_inherit_image_settings_secrets_and_security(
     assert labels["app.kubernetes.io/name"] == "dagster"
     assert manifest["spec"]["backoffLimit"] == 0 and manifest["spec"]["ttlSecondsAfterFinished"] == 172800
     assert {m["mountPath"] for m in container["volumeMounts"]} == {
-        "/opt/dagster/dagster_home", "/tmp", "/var/lib/orchestration-platform"}
+        "/opt/dagster/dagster_home",
+        "/tmp",
+        "/var/lib/orchestration-platform",
+    }
     data = next(v for v in pod["volumes"] if v["name"] == "platform-data")
     assert data["persistentVolumeClaim"]["claimName"] == "orchestration-platform-data"
     assert pg_password not in str(manifest), "the password itself never reaches the Job"

@@ -16,7 +16,9 @@ ALL_PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 
 def test_every_pod_is_restricted_resourced_and_probed(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     name, manifests = rendered
-    workloads = [m for m in manifests if m["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"}]
+    workloads = [
+        m for m in manifests if m["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"}
+    ]
     assert workloads
     for workload in workloads:
         pod = workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
@@ -30,10 +32,17 @@ def test_only_pods_that_call_the_kubernetes_api_get_a_token(helm: Helm) -> None:
     manifests = helm.template(*VALUE_SETS["default"])
     tokens = {
         m["metadata"]["name"].removeprefix("op-orchestration-platform-"): m["spec"]["template"]["spec"].get(
-            "automountServiceAccountToken")
-        for m in manifests if m["kind"] == "Deployment"
+            "automountServiceAccountToken"
+        )
+        for m in manifests
+        if m["kind"] == "Deployment"
     }
-    assert tokens == {"webserver": True, "daemon": True, "orchestration-platform": False, "model-serving": False}
+    assert tokens == {
+        "webserver": True,
+        "daemon": True,
+        "orchestration-platform": False,
+        "model-serving": False,
+    }
     for account in (m for m in manifests if m["kind"] == "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False, account["metadata"]["name"]
 

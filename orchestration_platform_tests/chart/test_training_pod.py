@@ -16,8 +16,12 @@ IMAGE = "registry.example.com/data/orchestration-platform:0.1.0"
 
 
 def _spec(**overrides: object) -> dict:
-    arguments: dict = {"image": IMAGE, "secret_name": "orchestration-platform-secrets",
-                       "service_account": "op-orchestration-platform-training", **overrides}
+    arguments: dict = {
+        "image": IMAGE,
+        "secret_name": "orchestration-platform-secrets",
+        "service_account": "op-orchestration-platform-training",
+        **overrides,
+    }
     return training_pod_spec(**arguments)
 
 
@@ -30,7 +34,10 @@ def test_training_pod_runs_the_training_entry_point_with_the_platform_secret() -
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["TRAINING_RUN"] == "nightly" and env["DAGSTER_DEPLOYMENT"] == "prod"
     assert env["HOME"] == "/tmp"  # read-only root: libraries that write to ~ get the emptyDir
-    assert container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
     assert spec["serviceAccountName"] == "op-orchestration-platform-training"
     assert spec["automountServiceAccountToken"] is False
     assert spec["restartPolicy"] == "Never"
@@ -92,18 +99,30 @@ def test_bad_arguments_fail_with_the_argument_and_the_fix(overrides: dict, messa
 def test_the_shared_data_claim_carries_model_files_to_serving(helm: Helm) -> None:
     """Training writes model files under PLATFORM_DATA_DIR; serving reads them from the same claim."""
     platform_env = find(helm.template(*VALUE_SETS["prod"]), "ConfigMap", "-platform-env")["data"]
-    spec = _spec(data_volume_claim=platform_env["PLATFORM_DATA_CLAIM"], data_dir=platform_env["PLATFORM_DATA_DIR"])
+    spec = _spec(
+        data_volume_claim=platform_env["PLATFORM_DATA_CLAIM"], data_dir=platform_env["PLATFORM_DATA_DIR"]
+    )
     [container] = spec["containers"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes[mounts["/var/lib/orchestration-platform"]]["persistentVolumeClaim"] == {
-        "claimName": "orchestration-platform-data"}
-    assert {e["name"]: e["value"] for e in container["env"]}["PLATFORM_DATA_DIR"] == "/var/lib/orchestration-platform"
-    serving = find(helm.template(*VALUE_SETS["prod"]), "Deployment", "-model-serving")["spec"]["template"]["spec"]
+        "claimName": "orchestration-platform-data"
+    }
+    assert {e["name"]: e["value"] for e in container["env"]}[
+        "PLATFORM_DATA_DIR"
+    ] == "/var/lib/orchestration-platform"
+    serving = find(helm.template(*VALUE_SETS["prod"]), "Deployment", "-model-serving")["spec"]["template"][
+        "spec"
+    ]
     serving_mount = next(m for m in serving["containers"][0]["volumeMounts"] if m["name"] == "platform-data")
-    assert serving_mount == {"name": "platform-data", "mountPath": "/var/lib/orchestration-platform", "readOnly": True}
+    assert serving_mount == {
+        "name": "platform-data",
+        "mountPath": "/var/lib/orchestration-platform",
+        "readOnly": True,
+    }
     assert next(v for v in serving["volumes"] if v["name"] == "platform-data")["persistentVolumeClaim"] == {
-        "claimName": "orchestration-platform-data"}
+        "claimName": "orchestration-platform-data"
+    }
 
 
 def test_without_a_claim_the_data_dir_is_scratch_space() -> None:

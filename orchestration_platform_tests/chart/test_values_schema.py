@@ -32,14 +32,36 @@ MUST_FAIL: dict[str, tuple[dict[str, Any], str]] = {
     # missing required settings
     "no image repository": (_without(REQUIRED_VALUES, "image", "repository"), "/image/repository"),
     "no image tag": (_without(REQUIRED_VALUES, "image", "tag"), "/image/tag"),
-    "no postgres secret": (_without(REQUIRED_VALUES, "global", "postgresqlSecretName"), "/global/postgresqlSecretName"),
-    "no platform secret": (_without(REQUIRED_VALUES, "platform", "existingSecret"), "/platform/existingSecret"),
-    "no postgres host": (_without(REQUIRED_VALUES, "postgresql", "postgresqlHost"), "/postgresql/postgresqlHost"),
-    "ingress without host": (_with(REQUIRED_VALUES, {"ingress": {"enabled": True}}), "/ingress/dagsterWebserver/host"),
+    "no postgres secret": (
+        _without(REQUIRED_VALUES, "global", "postgresqlSecretName"),
+        "/global/postgresqlSecretName",
+    ),
+    "no platform secret": (
+        _without(REQUIRED_VALUES, "platform", "existingSecret"),
+        "/platform/existingSecret",
+    ),
+    "no postgres host": (
+        _without(REQUIRED_VALUES, "postgresql", "postgresqlHost"),
+        "/postgresql/postgresqlHost",
+    ),
+    "ingress without host": (
+        _with(REQUIRED_VALUES, {"ingress": {"enabled": True}}),
+        "/ingress/dagsterWebserver/host",
+    ),
     # wrong types
-    "replicas as text": (_with(REQUIRED_VALUES, {"dagsterWebserver": {"replicaCount": "two"}}), "/dagsterWebserver/replicaCount"),
+    "replicas as text": (
+        _with(REQUIRED_VALUES, {"dagsterWebserver": {"replicaCount": "two"}}),
+        "/dagsterWebserver/replicaCount",
+    ),
     "max runs as text": (
-        _with(REQUIRED_VALUES, {"dagsterDaemon": {"runCoordinator": {"config": {"queuedRunCoordinator": {"maxConcurrentRuns": "many"}}}}}),
+        _with(
+            REQUIRED_VALUES,
+            {
+                "dagsterDaemon": {
+                    "runCoordinator": {"config": {"queuedRunCoordinator": {"maxConcurrentRuns": "many"}}}
+                }
+            },
+        ),
         "maxConcurrentRuns",
     ),
     "bad start date": (
@@ -49,18 +71,42 @@ MUST_FAIL: dict[str, tuple[dict[str, Any], str]] = {
     "bad pull policy": (_with(REQUIRED_VALUES, {"image": {"pullPolicy": "Sometimes"}}), "/image/pullPolicy"),
     "privileged port": (_with(REQUIRED_VALUES, {"dagsterWebserver": {"port": 80}}), "/dagsterWebserver/port"),
     # unknown keys (typos)
-    "unknown top-level key": (_with(REQUIRED_VALUES, {"dagsterWebServer": {"replicaCount": 2}}), "dagsterWebServer"),
+    "unknown top-level key": (
+        _with(REQUIRED_VALUES, {"dagsterWebServer": {"replicaCount": 2}}),
+        "dagsterWebServer",
+    ),
     "misspelled nested key": (_with(REQUIRED_VALUES, {"image": {"pulPolicy": "Always"}}), "pulPolicy"),
     # the platform's rules
     "latest tag": (_with(REQUIRED_VALUES, {"image": {"tag": "latest"}}), "/image/tag"),
     "bundled postgres": (_with(REQUIRED_VALUES, {"postgresql": {"enabled": True}}), "/postgresql/enabled"),
-    "psycopg3 scheme": (_with(REQUIRED_VALUES, {"postgresql": {"postgresqlScheme": "postgresql"}}), "/postgresql/postgresqlScheme"),
-    "secret as plain env": (_with(REQUIRED_VALUES, {"platform": {"env": {"POSTGRES_URL": "postgresql://u:p@h/db"}}}), "POSTGRES_URL"),
-    "root allowed": (_with(REQUIRED_VALUES, {"podSecurityContext": {"runAsNonRoot": False}}), "/podSecurityContext/runAsNonRoot"),
-    "writable root fs": (_with(REQUIRED_VALUES, {"securityContext": {"readOnlyRootFilesystem": False}}), "/securityContext/readOnlyRootFilesystem"),
-    "privilege escalation": (_with(REQUIRED_VALUES, {"securityContext": {"allowPrivilegeEscalation": True}}), "/securityContext/allowPrivilegeEscalation"),
-    "no resources": (_with(REQUIRED_VALUES, {"modelServing": {"resources": None}}), "resources"),  # null deletes the default
-    "no memory limit": (_with(REQUIRED_VALUES, {"modelServing": {"resources": {"limits": {"memory": None}}}}), "memory"),
+    "psycopg3 scheme": (
+        _with(REQUIRED_VALUES, {"postgresql": {"postgresqlScheme": "postgresql"}}),
+        "/postgresql/postgresqlScheme",
+    ),
+    "secret as plain env": (
+        _with(REQUIRED_VALUES, {"platform": {"env": {"POSTGRES_URL": "postgresql://u:p@h/db"}}}),
+        "POSTGRES_URL",
+    ),
+    "root allowed": (
+        _with(REQUIRED_VALUES, {"podSecurityContext": {"runAsNonRoot": False}}),
+        "/podSecurityContext/runAsNonRoot",
+    ),
+    "writable root fs": (
+        _with(REQUIRED_VALUES, {"securityContext": {"readOnlyRootFilesystem": False}}),
+        "/securityContext/readOnlyRootFilesystem",
+    ),
+    "privilege escalation": (
+        _with(REQUIRED_VALUES, {"securityContext": {"allowPrivilegeEscalation": True}}),
+        "/securityContext/allowPrivilegeEscalation",
+    ),
+    "no resources": (
+        _with(REQUIRED_VALUES, {"modelServing": {"resources": None}}),
+        "resources",
+    ),  # null deletes the default
+    "no memory limit": (
+        _with(REQUIRED_VALUES, {"modelServing": {"resources": {"limits": {"memory": None}}}}),
+        "memory",
+    ),
 }
 
 

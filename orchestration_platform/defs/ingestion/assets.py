@@ -85,15 +85,18 @@ def raw_daily_cases(context: dg.AssetExecutionContext, config: RawDailyCasesConf
     def on_retry(attempt: int, error: BaseException | None, wait_s: float | None) -> None:
         context.log.warning(f"download attempt {attempt} failed ({error}); retrying in {wait_s or 0:.1f}s")
 
+    import httpx
+
+    # one client for every download: connections are reused and its TLS context is built once
+    client = httpx.Client(timeout=config.timeout_s, follow_redirects=True)
+
     def fetch(partition: str):
         url = _landed_file_url(config.landed_file) if config.landed_file else template.format(date=partition)
         return download_csv(url, raw_file_path(partition), attempts=config.attempts, backoff_s=config.backoff_s,
-                            timeout_s=config.timeout_s, on_retry=on_retry)
-
-    import httpx
+                            timeout_s=config.timeout_s, on_retry=on_retry, client=client)
 
     files, failures = {}, {}
-    with ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(partitions))) as pool:
+    with client, ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(partitions))) as pool:
         futures = {partition: pool.submit(fetch, partition) for partition in partitions}
         for partition, future in futures.items():
             try:

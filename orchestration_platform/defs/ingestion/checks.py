@@ -36,9 +36,10 @@ def cleaned_daily_cases_checks(
     from orchestration_platform.lib.daily_cases import (
         CLEANED_TABLE,
         audit_partition,
+        history_before,
         missing_columns,
-        recent_row_counts,
         row_count_is_anomalous,
+        stored_row_counts,
     )
 
     store = warehouse.get_warehouse()
@@ -77,8 +78,9 @@ def cleaned_daily_cases_checks(
             },
         )
     anomalies, ratios = [], []
+    counts = stored_row_counts(store, max(partitions)) if partitions else {}
     for audit in audits:
-        anomalous, median = row_count_is_anomalous(audit.rows, recent_row_counts(store, audit.partition))
+        anomalous, median = row_count_is_anomalous(audit.rows, history_before(counts, audit.partition))
         if median:
             ratios.append(audit.rows / median)
         if anomalous:

@@ -1,1 +1,1 @@
-"""Dagster definitions: ml."""
+"""Dagster definitions: streaming ML features (events, features, training, approval, serving)."""

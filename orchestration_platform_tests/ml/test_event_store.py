@@ -1,0 +1,131 @@
+"""Events into PostgreSQL: exactly once when the consumer is killed at random points, dead letters
+for poison messages, and one writer per consumer group."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+from confluent_kafka import Producer, TopicPartition
+
+from orchestration_platform.devstack.events import produce_events
+from orchestration_platform.lib.event_store import ConsumerBusy, consume_batch, consumer_config
+from orchestration_platform_tests.ml.conftest import produce_hours
+
+FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
+
+
+def _stored(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url) as conn:
+        total = conn.execute(
+            "SELECT (SELECT count(*) FROM ml.transactions) + (SELECT count(*) FROM ml.labels)"
+        ).fetchone()[0]
+        distinct = conn.execute(
+            "SELECT count(*) FROM (SELECT event_id FROM ml.transactions UNION SELECT event_id FROM ml.labels) e"
+        ).fetchone()[0]
+        offset = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM ml.consumer_offsets").fetchone()[0]
+    return total, distinct, offset
+
+
+def _stored_or_zero(url: str) -> int:
+    try:
+        return _stored(url)[0]
+    except psycopg.errors.UndefinedTable:
+        return 0
+
+
+def test_every_event_is_stored_exactly_once_when_the_consumer_is_killed(kafka_bootstrap, ml_env):
+    events = produce_hours(kafka_bootstrap, ml_env["topic"], hours=2, per_hour=6_000, seed=3)
+    rng = random.Random(11)
+    command = [sys.executable, "-m", "orchestration_platform_tests.ml.consumer_worker", ml_env["postgres_url"],
+               kafka_bootstrap, ml_env["topic"]]  # fmt: skip
+    kills_mid_stream = 0
+    for _ in range(4):
+        before = _stored_or_zero(ml_env["postgres_url"])
+        worker = subprocess.Popen(command, env=os.environ)
+        time.sleep(rng.uniform(1.5, 3.5))  # the interpreter starts in ~1 s; then it is mid-chunk most of the time
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        after = _stored_or_zero(ml_env["postgres_url"])
+        print("kill", before, after)
+        kills_mid_stream += 0 < after < len(events) and after >= before
+    assert kills_mid_stream >= 2, "the kills should land while the topic is being consumed"
+    finisher = subprocess.run(command, env=os.environ, timeout=180)
+    assert finisher.returncode == 0
+    total, distinct, next_offset = _stored(ml_env["postgres_url"])
+    assert total == len(events) and distinct == len(events)
+    assert next_offset == len(events)  # the stored position is exactly the end of the topic
+    with psycopg.connect(ml_env["postgres_url"]) as conn:
+        ids = {r[0] for r in conn.execute("SELECT event_id FROM ml.transactions UNION ALL SELECT event_id FROM ml.labels")}
+    assert ids == {e["event_id"] for e in events}
+
+
+def test_poison_messages_go_to_dead_letters_and_the_stream_continues(kafka_bootstrap, ml_env):
+    good = produce_hours(kafka_bootstrap, ml_env["topic"], hours=1, per_hour=50, seed=5)
+    valid = dict(good[0], event_id="ev-late-valid", transaction_id="tx-late-valid")
+    poison = [
+        b"{not json",
+        json.dumps({**good[1], "amount": -10}).encode(),
+        json.dumps({k: v for k, v in good[2].items() if k != "card_id"}).encode(),
+        json.dumps({**good[3], "occurred_at": "2026-03-02T01:00:00"}).encode(),
+        json.dumps({**good[4], "card_id": "x\u0000"}).encode(),
+    ]
+    produce_events(kafka_bootstrap, ml_env["topic"], [*poison, valid])
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(ml_env["topic"], value=None, key=b"tombstone")
+    producer.flush(10)
+    config = consumer_config(kafka_bootstrap, "dead-letter-test", FAST_GROUP)
+    stats = consume_batch(ml_env["postgres_url"], config, ml_env["topic"])
+    assert stats.dead_letters == 6 and stats.transactions == 51 and stats.labels == 50 and stats.lag == 0
+    with psycopg.connect(ml_env["postgres_url"]) as conn:
+        reasons = [r[0] for r in conn.execute("SELECT reason FROM ml.dead_letters ORDER BY kafka_offset")]
+        stored_payload = conn.execute("SELECT payload FROM ml.dead_letters ORDER BY kafka_offset LIMIT 1").fetchone()[0]
+        assert conn.execute("SELECT 1 FROM ml.transactions WHERE event_id = 'ev-late-valid'").fetchone()
+    assert bytes(stored_payload) == b"{not json"  # kept as received, for replay after a fix
+    assert reasons[0].startswith("not JSON") and "`$.amount`" in reasons[1] and "card_id" in reasons[2]
+    assert "timezone" in reasons[3] and "NUL" in reasons[4] and "tombstone" in reasons[5]
+
+    # The stream goes on after the poison: the next batch starts after it.
+    more = produce_hours(kafka_bootstrap, ml_env["topic"], hours=1, per_hour=10, seed=6)
+    again = consume_batch(ml_env["postgres_url"], config, ml_env["topic"])
+    assert again.consumed == len(more) and again.dead_letters == 0
+
+
+def test_a_second_consumer_of_the_same_group_is_refused(kafka_bootstrap, ml_env):
+    produce_hours(kafka_bootstrap, ml_env["topic"], hours=1, per_hour=10)
+    config = consumer_config(kafka_bootstrap, "busy-test", FAST_GROUP)
+    consume_batch(ml_env["postgres_url"], config, ml_env["topic"])  # creates the tables
+    with psycopg.connect(ml_env["postgres_url"], autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"ml.consumer:busy-test:{ml_env['topic']}",))
+        with pytest.raises(ConsumerBusy, match="busy-test"):
+            consume_batch(ml_env["postgres_url"], config, ml_env["topic"])
+
+
+def test_a_missing_topic_fails_with_its_name(kafka_bootstrap, ml_env):
+    config = consumer_config(kafka_bootstrap, "missing-test", FAST_GROUP)
+    with pytest.raises(RuntimeError, match="no-such-topic-"):
+        consume_batch(ml_env["postgres_url"], config, f"no-such-topic-{os.getpid()}")
+
+
+def test_lag_counts_what_the_store_has_not_consumed(kafka_bootstrap, ml_env):
+    from confluent_kafka import Consumer
+
+    from orchestration_platform.lib.event_store import topic_lag
+
+    produce_hours(kafka_bootstrap, ml_env["topic"], hours=1, per_hour=100)
+    config = consumer_config(kafka_bootstrap, "lag-test", FAST_GROUP)
+    consume_batch(ml_env["postgres_url"], config, ml_env["topic"], max_messages=150, chunk_size=50)
+    probe = Consumer(config)
+    try:
+        with psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn:
+            assert topic_lag(probe, conn, "lag-test", ml_env["topic"]) == {0: 50}
+        assert probe.get_watermark_offsets(TopicPartition(ml_env["topic"], 0), timeout=5)[1] == 200
+    finally:
+        probe.close()
