@@ -15,7 +15,6 @@ becomes null (counted in `nulled_values`). Files that cannot be read as CSV at a
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -90,41 +89,46 @@ DAILY_CASES = CsvSchema(
 
 @dataclass
 class CleanedCsv:
-    """The cleaned rows (typed Arrow table, schema column order) and what cleaning did."""
+    """The cleaned rows and what cleaning did (counts per drop reason)."""
 
-    table: pa.Table
     rows_in: int
+    rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     nulled_values: int = 0
-
-    @property
-    def rows_out(self) -> int:
-        return self.table.num_rows
+    table: pa.Table | None = None  # typed Arrow table in schema column order
 
 
 def _normalise_name(name: str) -> str:
     return name.strip().strip("\ufeff").lower().replace(" ", "_")
 
 
-def _check_text(raw: bytes, source: str) -> bytes:
-    """Reject what is not UTF-8 comma-separated text, with the reason and the fix."""
-    if not raw.strip():
-        raise CsvFormatError(f"{source}: the file is empty ({len(raw)} bytes); expected a CSV with a header row")
-    if b"\x00" in raw[:65536]:
-        raise CsvFormatError(f"{source}: binary content (NUL bytes), not a CSV text file")
+def _utf8_error(raw: bytes, source: str) -> CsvFormatError | None:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise CsvFormatError(
+        return CsvFormatError(
             f"{source}: not UTF-8 text (byte 0x{raw[error.start]:02x} at line {line}, offset {error.start}); "
             "re-save the file as UTF-8"
-        ) from None
-    return raw[len(BOM):] if raw.startswith(BOM) else raw
+        )
+    return None
 
 
-def _read_header(text: bytes, schema: CsvSchema, source: str) -> list[str]:
-    first_line = text.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+def _check_text(raw: bytes, source: str) -> int:
+    """Reject what is not CSV text at all; return where the header starts (after a BOM). No copies."""
+    if not raw[:4096].strip() and not raw.strip():
+        raise CsvFormatError(f"{source}: the file is empty ({len(raw)} bytes); expected a CSV with a header row")
+    if b"\x00" in raw[:65536]:
+        raise CsvFormatError(f"{source}: binary content (NUL bytes), not a CSV text file")
+    return len(BOM) if raw.startswith(BOM) else 0
+
+
+def _read_header(raw: bytes, start: int, schema: CsvSchema, source: str) -> list[str]:
+    end = raw.find(b"\n", start)
+    try:
+        first_line = raw[start:end if end >= 0 else len(raw)].decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError:
+        raise _utf8_error(raw, source) from None
     start = first_line.lstrip()[:1]
     if start in ("<", "{", "["):
         kind = "HTML/XML" if start == "<" else "JSON"
@@ -155,7 +159,11 @@ def _as_nullable_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _parse_int(text: pa.ChunkedArray) -> pa.ChunkedArray:
-    valid = pc.match_substring_regex(text, WHOLE_NUMBER)
+    """Whole numbers (optional sign, up to 18 digits) as int64; anything else becomes null."""
+    plain = pc.and_(pc.utf8_is_digit(text), pc.less_equal(pc.utf8_length(text), 18))
+    if pc.all(pc.or_(plain, pc.is_null(text))).as_py():  # the usual case: no regex needed
+        return pc.cast(text, pa.int64())
+    valid = pc.or_(plain, pc.match_substring_regex(text, WHOLE_NUMBER))
     return pc.cast(pc.if_else(valid, text, pa.scalar(None, pa.string())), pa.int64())
 
 
@@ -190,7 +198,7 @@ def _parse_timestamp(text: pa.ChunkedArray) -> pa.Array:
     return pa.array(seconds, pa.timestamp("s", tz="UTC"), mask=~parsed_mask)
 
 
-def _read_table(text: bytes, header: list[str], source: str) -> tuple[pa.Table, int]:
+def _read_table(raw: bytes, start: int, header: list[str], source: str) -> tuple[pa.Table, int]:
     malformed: list[int] = []
 
     def skip_malformed(row) -> str:  # a ragged row is dropped and counted, not fatal
@@ -199,7 +207,7 @@ def _read_table(text: bytes, header: list[str], source: str) -> tuple[pa.Table, 
 
     try:
         table = pacsv.read_csv(
-            io.BytesIO(text),
+            pa.BufferReader(pa.py_buffer(raw)[start:]),  # a view: the file's bytes are not copied
             read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=16 << 20),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip_malformed),
             convert_options=pacsv.ConvertOptions(
@@ -207,8 +215,45 @@ def _read_table(text: bytes, header: list[str], source: str) -> tuple[pa.Table, 
             ),
         )
     except pa.ArrowInvalid as error:
+        if "UTF8" in str(error):  # Arrow validates UTF-8 while converting; find the byte for the message
+            raise (_utf8_error(raw, source) or CsvFormatError(f"{source}: {error}")) from None
         raise CsvFormatError(f"{source}: cannot parse as CSV: {error}") from None
     return table, len(malformed)
+
+
+def _clean_slice(table: pa.Table, schema: CsvSchema) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray, int]:
+    """Typed columns of `table`; per drop reason the rows it drops first; the rows kept; values nulled."""
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    rows = table.num_rows
+    missing = np.zeros(rows, dtype=bool)
+    bad = {"bad_number": np.zeros(rows, dtype=bool), "bad_date": np.zeros(rows, dtype=bool)}
+    nulled = 0
+    for column in schema.columns:
+        if column.name not in table.column_names:
+            columns[column.name] = pa.nulls(rows, _arrow_type(column.kind))
+            continue
+        text_values = _as_nullable_text(table[column.name])
+        if column.kind == "int":
+            typed = _parse_int(text_values)
+        elif column.kind == "timestamp":
+            typed = _parse_timestamp(text_values)
+        else:
+            typed = text_values
+        unparsed = pc.and_(pc.is_valid(text_values), pc.is_null(typed))
+        if column.required:
+            missing |= pc.is_null(text_values).to_numpy(zero_copy_only=False)
+            if column.kind != "text":
+                bad["bad_date" if column.kind == "timestamp" else "bad_number"] |= unparsed.to_numpy(
+                    zero_copy_only=False)
+        else:
+            nulled += pc.sum(pc.cast(unparsed, pa.int64())).as_py() or 0
+        columns[column.name] = typed
+    hits = {"missing_required": missing}
+    taken = missing.copy()
+    for reason, mask in bad.items():
+        hits[reason] = mask & ~taken
+        taken |= mask
+    return pa.table(columns), hits, ~taken, nulled
 
 
 def _duplicate_mask(table: pa.Table, key: str | None) -> np.ndarray:
@@ -231,54 +276,26 @@ def _duplicate_mask(table: pa.Table, key: str | None) -> np.ndarray:
 
 def clean_csv(raw: bytes, schema: CsvSchema = DAILY_CASES, *, source: str = "the CSV file") -> CleanedCsv:
     """Parse `raw` (bytes of one CSV file) and clean it as the module docstring says."""
-    text = _check_text(raw, source)
-    header = _read_header(text, schema, source)
-    if not text.partition(b"\n")[2].strip():
+    start = _check_text(raw, source)
+    header = _read_header(raw, start, schema, source)
+    body = raw.find(b"\n", start) + 1
+    if body == 0 or (not raw[body:body + 4096].strip() and not raw[body:].strip()):
         raise CsvFormatError(f"{source}: has a header but no data rows")
-    table, malformed = _read_table(text, header, source)
+    table, malformed = _read_table(raw, start, header, source)
     if table.num_rows == 0 and malformed == 0:
         raise CsvFormatError(f"{source}: has a header but no data rows")
-    result = CleanedCsv(table=table, rows_in=table.num_rows + malformed)
+    result = CleanedCsv(rows_in=table.num_rows + malformed)
     result.dropped["malformed_row"] = malformed
-
-    columns: dict[str, pa.ChunkedArray] = {}
-    no_rows = pa.array(np.zeros(table.num_rows, dtype=bool))
-    missing: pa.Array | pa.ChunkedArray = no_rows
-    bad: dict[str, pa.Array | pa.ChunkedArray] = {"bad_number": no_rows, "bad_date": no_rows}
-    for column in schema.columns:
-        if column.name not in table.column_names:
-            columns[column.name] = pa.nulls(table.num_rows, _arrow_type(column.kind))
-            continue
-        text_values = _as_nullable_text(table[column.name])
-        if column.kind == "int":
-            typed = _parse_int(text_values)
-        elif column.kind == "timestamp":
-            typed = _parse_timestamp(text_values)
-        else:
-            typed = text_values
-        unparsed = pc.and_(pc.is_valid(text_values), pc.is_null(typed))
-        if column.required:
-            missing = pc.or_(missing, pc.is_null(text_values))
-            reason = "bad_date" if column.kind == "timestamp" else "bad_number"
-            if column.kind != "text":
-                bad[reason] = pc.or_(bad[reason], unparsed)
-        else:
-            result.nulled_values += pc.sum(pc.cast(unparsed, pa.int64())).as_py() or 0
-        columns[column.name] = typed
-
-    cleaned = pa.table(columns)
-    if cleaned.num_rows:
-        remaining: pa.Array | pa.ChunkedArray = pa.array(np.ones(table.num_rows, dtype=bool))
-        for reason, mask in (("missing_required", missing), *bad.items()):
-            hit = pc.and_(remaining, mask)
-            result.dropped[reason] = pc.sum(pc.cast(hit, pa.int64())).as_py() or 0
-            remaining = pc.and_(remaining, pc.invert(mask))
-        cleaned = cleaned.filter(remaining)
-        duplicates = _duplicate_mask(cleaned, schema.key)
-        result.dropped["duplicate"] = int(duplicates.sum())
-        if result.dropped["duplicate"]:
-            cleaned = cleaned.filter(pa.array(~duplicates))
+    typed, hits, keep, result.nulled_values = _clean_slice(table, schema)
+    for reason, hit in hits.items():
+        result.dropped[reason] = int(hit.sum())
+    cleaned = typed.filter(pa.array(keep))
+    duplicates = _duplicate_mask(cleaned, schema.key)
+    result.dropped["duplicate"] = int(duplicates.sum())
+    if result.dropped["duplicate"]:
+        cleaned = cleaned.filter(pa.array(~duplicates))
     result.table = cleaned.combine_chunks()
+    result.rows_out = result.table.num_rows
     return result
 
 

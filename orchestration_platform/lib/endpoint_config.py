@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -148,6 +148,9 @@ class EndpointConfig(_Strict):
     def _url(cls, value: str) -> str:
         if not (value.startswith(("http://", "https://", "/"))):
             raise ValueError("is not a URL; fix: use an http(s):// URL or a path starting with / (resolved against DEMO_SOURCES_URL)")
+        if urlsplit(value).password is not None or "@" in urlsplit(value).netloc:
+            # The URL is shown in the UI and in errors; credentials belong in the environment.
+            raise ValueError("carries credentials; fix: remove them from the URL and use auth: {env: VAR_NAME}")
         return value
 
     @model_validator(mode="after")
@@ -212,6 +215,9 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
     field = ".".join(str(part) for part in loc) or "(whole entry)"
     message = error["msg"].removeprefix("Value error, ")
     value = error.get("input")
+    if field == "url" and isinstance(value, str) and "@" in urlsplit(value).netloc:
+        parts = urlsplit(value)  # never echo credentials back
+        value = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
     fix = _FIX_BY_ERROR.get(error["type"], "" if "fix:" in message else "see docs/api_endpoints.example.yaml")
     shown = "" if error["type"] == "missing" or isinstance(value, dict | list) else f": value {value!r}"
     return f"{where}, field {field!r}{shown}: {message}" + (f"; fix: {fix}" if fix else "")

@@ -80,7 +80,10 @@ def verify_serving(serving_url: str, version: str | None, *, timeout_s: float = 
     with httpx.Client(base_url=serving_url, timeout=httpx.Timeout(10, read=max(timeout_s, 10))) as http:
         while time.monotonic() < deadline:
             try:
-                http.post("/admin/reload")
+                reload = http.post("/admin/reload")
+                if reload.status_code == 500 and version is not None:
+                    # The app could not load the version: definitive, no point waiting for it.
+                    return f"serving could not load version {version}: {reload.json().get('last_error')}"
                 health = http.get("/healthz")
                 served = http.get("/version").json()
                 if version is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from orchestration_platform.lib.url_redaction import redact_url
 
 ROWS_PER_PARTITION = 2**32
+PartitionRows = pa.Table | Iterable[pa.Table]
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",  # readers (checks, the UI's users) never block the loader
     "PRAGMA synchronous=NORMAL",
@@ -171,12 +172,11 @@ class Warehouse:
                 f"(it has {', '.join(sorted(have))}): migrate it or drop it so the pipeline recreates it"
             )
 
-    def replace_partitions(self, spec: TableSpec, batches: Mapping[str, pa.Table]) -> dict[str, int]:
-        """Replace each partition's rows with its batch, all in one transaction. Returns rows written."""
-        for partition, table in batches.items():
-            missing = [c for c in spec.column_names if c not in table.column_names]
-            if missing:
-                raise WarehouseError(f"{spec.name} partition {partition}: batch lacks column(s) {missing}")
+    def replace_partitions(self, spec: TableSpec, batches: Mapping[str, PartitionRows]) -> dict[str, int]:
+        """Replace each partition's rows, all in one transaction. Returns rows written per partition.
+
+        A partition's rows are one Arrow table or an iterable of tables (loaded one after another).
+        """
         if self.dialect == "sqlite":
             return self._replace_sqlite(spec, batches)
         return self._replace_postgres(spec, batches)
@@ -191,14 +191,18 @@ class Warehouse:
             self._check_schema(conn, spec)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for partition, table in batches.items():
+                for partition, rows in batches.items():
                     low, high = partition_bounds(partition)
                     conn.execute(f'DELETE FROM "{spec.name}" WHERE row_key BETWEEN ? AND ?', (low, high))
-                    columns = [_sqlite_values(table[name]) for name in spec.column_names]
-                    rows = zip(range(low, low + table.num_rows), *columns, strict=True)
                     day = dt.date.fromordinal(low // ROWS_PER_PARTITION).isoformat()  # validated, canonical
-                    conn.executemany(f'INSERT INTO "{spec.name}" ({names}) VALUES (?, \'{day}\', {marks})', rows)
-                    written[partition] = table.num_rows
+                    insert = f'INSERT INTO "{spec.name}" ({names}) VALUES (?, \'{day}\', {marks})'
+                    next_key = low
+                    for table in _tables(spec, partition, rows):
+                        columns = [_sqlite_values(table[name]) for name in spec.column_names]
+                        conn.executemany(insert, zip(range(next_key, next_key + table.num_rows), *columns,
+                                                     strict=True))
+                        next_key += table.num_rows
+                    written[partition] = next_key - low
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -218,13 +222,16 @@ class Warehouse:
             conn.execute(f'DELETE FROM "{spec.name}" WHERE "{spec.partition_column}" = ANY(%s::date[])',
                          (list(batches),))
             with conn.cursor().copy(f'COPY "{spec.name}" ({names}) FROM STDIN WITH (FORMAT csv)') as copy:
-                for partition, table in batches.items():
-                    out = table.select(spec.column_names)
-                    out = out.add_column(0, spec.partition_column, pa.array([partition] * out.num_rows, pa.string()))
-                    buffer = io.BytesIO()
-                    pacsv.write_csv(out, buffer, pacsv.WriteOptions(include_header=False))
-                    copy.write(buffer.getvalue())
-                    written[partition] = table.num_rows
+                for partition, rows in batches.items():
+                    written[partition] = 0
+                    for table in _tables(spec, partition, rows):
+                        out = table.select(spec.column_names)
+                        out = out.add_column(0, spec.partition_column,
+                                             pa.array([partition] * out.num_rows, pa.string()))
+                        buffer = io.BytesIO()
+                        pacsv.write_csv(out, buffer, pacsv.WriteOptions(include_header=False))
+                        copy.write(buffer.getvalue())
+                        written[partition] += table.num_rows
         return written
 
     def partition_row_counts(self, spec: TableSpec, partitions: Sequence[str]) -> dict[str, int]:
@@ -236,6 +243,14 @@ class Warehouse:
             where, params = self.partition_filter(spec, partition)
             counts[partition] = self.query(f'SELECT count(*) FROM "{spec.name}" WHERE {where}', params)[0][0]
         return counts
+
+
+def _tables(spec: TableSpec, partition: str, rows: PartitionRows) -> Iterator[pa.Table]:
+    for table in [rows] if isinstance(rows, pa.Table) else rows:
+        missing = [c for c in spec.column_names if c not in table.column_names]
+        if missing:
+            raise WarehouseError(f"{spec.name} partition {partition}: rows lack column(s) {', '.join(missing)}")
+        yield table
 
 
 def _sqlite_values(column: pa.ChunkedArray) -> list:

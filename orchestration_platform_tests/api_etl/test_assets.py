@@ -189,3 +189,24 @@ def test_a_hostile_config_stops_the_code_location_load_with_the_fix(tmp_path: Pa
         defs()
     text = "".join(str(e) for e in (error.value, error.value.__cause__, error.value.__context__) if e)
     assert "endpoint 'users; drop table x', field 'name'" in text and "fix: use 1-40 lowercase letters" in text
+
+
+def test_the_packaged_default_config_runs_from_the_code_location(use_fresh_database, query, monkeypatch):
+    from orchestration_platform.definitions import defs
+
+    monkeypatch.delenv("API_ENDPOINTS_CONFIG", raising=False)
+    result = defs().resolve_job_def("api_etl_job").execute_in_process(raise_on_error=False)
+    assert result.success
+    assert query("SELECT (SELECT count(*) FROM api.customers), (SELECT count(*) FROM api.orders), "
+                 "(SELECT count(*) FROM api.products), (SELECT count(*) FROM api_rejects.orders)") == [(300, 990, 120, 10)]
+
+
+def test_two_loads_of_one_endpoint_at_once_take_turns(run_pipeline, query):
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = make_config(synthetic("shared", records=2000, latency_ms=100))
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: run_pipeline(config)["shared"], range(2)))
+    assert all(run.published for run in runs), [run.problem for run in runs]
+    assert query("SELECT count(*), count(DISTINCT id) FROM api.shared") == [(2000, 2000)]
+    assert query("SELECT count(*) FROM api_etl.loads WHERE endpoint = 'shared' AND status = 'published'") == [(2,)]

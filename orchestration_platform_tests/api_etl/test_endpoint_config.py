@@ -112,3 +112,9 @@ def test_packaged_default_and_documented_example_are_valid():
 def test_relative_urls_resolve_against_the_sources_server():
     endpoint = parse_endpoints_config({"endpoints": [CUSTOMERS]}).endpoints[0]
     assert endpoint.resolved_url("http://127.0.0.1:9/") == "http://127.0.0.1:9/api/customers"
+
+
+def test_credentials_in_the_url_are_rejected_without_being_echoed():
+    message = _config_error(_with(CUSTOMERS, url="https://bob:hunter2@api.example.com/customers"))
+    assert "field 'url'" in message and "carries credentials" in message and "use auth" in message
+    assert "hunter2" not in message and "bob" not in message

@@ -130,6 +130,7 @@ class Helm:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {
             **os.environ,
+            "KUBECONFIG": os.devnull,  # never a real cluster, even on a machine that has one configured
             "HELM_CACHE_HOME": str(self.workdir / "cache"),
             "HELM_CONFIG_HOME": str(self.workdir / "config"),
             "HELM_DATA_HOME": str(self.workdir / "data"),
@@ -162,6 +163,21 @@ class Helm:
             text = self.template_text(files, values)
             self._cache[key] = [doc for doc in yaml.safe_load_all(text) if doc]
         return self._cache[key]
+
+    def install_notes(self, files: tuple[str, ...] = (), values: Mapping[str, Any] | None = None) -> str:
+        """The NOTES.txt that `helm install` prints (a client-side dry run: no cluster contacted)."""
+        result = self.run(
+            "install",
+            RELEASE,
+            str(CHART_DIR),
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+            *self._values_args(files, values),
+        )
+        if result.returncode != 0:
+            raise HelmError(result.stderr)
+        return result.stdout.split("NOTES:", 1)[1]
 
     def lint(
         self, files: tuple[str, ...] = (), values: Mapping[str, Any] | None = None

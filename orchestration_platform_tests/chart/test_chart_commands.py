@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import yaml
 
@@ -224,8 +225,6 @@ def test_code_server_webserver_and_daemon_start_with_the_rendered_config(
         assert "attempted to fetch the environment variable" not in log, f"{name}.log: {log[-3000:]}"
 
     # The instance tables were created in PostgreSQL by dagster-postgres (psycopg2 scheme).
-    import psycopg
-
     with psycopg.connect(fresh_database) as conn:
         tables = {
             row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")

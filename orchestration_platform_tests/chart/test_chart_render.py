@@ -7,6 +7,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from orchestration_platform_tests.chart.conftest import (
     KUBERNETES_VERSION,
@@ -36,17 +37,22 @@ def test_helm_lint_strict_passes(helm: Helm, value_set: str) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
-def test_every_manifest_is_valid_for_the_target_kubernetes(
-    rendered: tuple[str, list[dict[str, Any]]],
+# The chart's kubeVersion floor, the version it targets, and the newest schemas available offline.
+KUBERNETES_VERSIONS = ("1.29.0", KUBERNETES_VERSION, kubernetes_validate.latest_version())
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_for_the_supported_kubernetes_versions(
+    rendered: tuple[str, list[dict[str, Any]]], kubernetes_version: str
 ) -> None:
     name, manifests = rendered
     assert manifests, f"{name}: nothing rendered"
     for manifest in manifests:
         where = f"{name}: {manifest.get('kind')}/{manifest.get('metadata', {}).get('name')}"
         try:
-            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+            kubernetes_validate.validate(manifest, kubernetes_version, strict=True)
         except kubernetes_validate.SchemaNotFoundError as error:  # an unknown kind/apiVersion is a failure
-            pytest.fail(f"{where}: no schema for it in Kubernetes {KUBERNETES_VERSION}: {error}")
+            pytest.fail(f"{where}: no schema for it in Kubernetes {kubernetes_version}: {error}")
         except kubernetes_validate.ValidationError as error:
             pytest.fail(f"{where}: {error.message} at {list(error.path)}")
 
@@ -76,6 +82,7 @@ def test_the_default_set_renders_every_part(helm: Helm) -> None:
         ("Deployment", "op-orchestration-platform-model-serving"),
         ("Service", "op-orchestration-platform-model-serving"),
         ("HorizontalPodAutoscaler", "op-orchestration-platform-model-serving"),
+        ("PodDisruptionBudget", "op-orchestration-platform-model-serving"),
         ("ConfigMap", "op-orchestration-platform-instance"),
         ("ConfigMap", "op-orchestration-platform-workspace-yaml"),
         ("ConfigMap", "op-orchestration-platform-platform-env"),
@@ -121,8 +128,6 @@ def test_the_code_server_runs_dagster_api_grpc_with_a_grpc_health_check(helm: He
 
 
 def test_workspace_points_at_the_code_server_service(helm: Helm) -> None:
-    import yaml
-
     manifests = helm.template(*VALUE_SETS["default"])
     workspace = yaml.safe_load(find(manifests, "ConfigMap", "-workspace-yaml")["data"]["workspace.yaml"])
     service = find(manifests, "Service", "-orchestration-platform")
@@ -254,3 +259,11 @@ def _pod_specs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     if manifest["kind"] == "Pod":
         return [manifest["spec"]]
     return []
+
+
+def test_install_notes_say_the_ui_has_no_login(helm: Helm) -> None:
+    notes = helm.install_notes(*VALUE_SETS["default"])
+    assert "no login" in notes
+    assert "port-forward svc/op-orchestration-platform-webserver" in notes
+    notes = helm.install_notes(*VALUE_SETS["ingress"])
+    assert "https://dagster.example.com/" in notes and "authenticating proxy" in notes

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+import pytest
 
 from orchestration_platform_tests.chart.conftest import VALUE_SETS, Helm, find
 from orchestration_platform_tests.chart.pod_security import assert_probed, assert_restricted_pod
@@ -49,10 +52,6 @@ def test_only_pods_that_call_the_kubernetes_api_get_a_token(helm: Helm) -> None:
 
 def test_the_check_catches_a_weakened_pod(helm: Helm) -> None:
     """assert_restricted_pod is not a formality: each weakening is reported."""
-    import copy
-
-    import pytest
-
     pod = find(helm.template(*VALUE_SETS["default"]), "Deployment", "-webserver")["spec"]["template"]["spec"]
     weakenings = {
         "root": lambda p: p["securityContext"].update(runAsNonRoot=False),

@@ -48,6 +48,23 @@ MUST_FAIL: dict[str, tuple[dict[str, Any], str]] = {
         _with(REQUIRED_VALUES, {"ingress": {"enabled": True}}),
         "/ingress/dagsterWebserver/host",
     ),
+    "ingress the network policy blocks": (
+        _with(
+            REQUIRED_VALUES,
+            {
+                "ingress": {
+                    "enabled": True,
+                    "dagsterWebserver": {
+                        "host": "dagster.example.com",
+                        "path": "/",
+                        "pathType": "Prefix",
+                        "tls": {"enabled": False},
+                    },
+                }
+            },
+        ),
+        "webserverIngressFrom",
+    ),
     # wrong types
     "replicas as text": (
         _with(REQUIRED_VALUES, {"dagsterWebserver": {"replicaCount": "two"}}),

@@ -157,7 +157,7 @@ def test_a_raw_file_that_is_not_a_csv_fails_cleaning_with_the_reason(materialize
                                                                     tmp_path, monkeypatch) -> None:
     feed = tmp_path / "feed"
     feed.mkdir()
-    (feed / f"{DAY}.csv").write_bytes("report_id;region;reported_at;confirmed_cases\n1;n;x;2\n".encode())
+    (feed / f"{DAY}.csv").write_bytes(b"report_id;region;reported_at;confirmed_cases\n1;n;x;2\n")
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE", f"file://{feed}/{{date}}.csv")
     result = materialize_days(DAY, raise_on_error=False)
     message = result.failure_data_for_node("ingestion__cleaned_daily_cases").error.message

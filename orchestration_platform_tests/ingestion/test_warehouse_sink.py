@@ -94,3 +94,9 @@ def test_a_drifted_table_schema_is_reported_with_the_fix(tmp_path) -> None:
         conn.execute("CREATE TABLE daily_cases (row_key INTEGER PRIMARY KEY, partition_date TEXT, report_id INT)")
     with pytest.raises(WarehouseError, match="lacks column\\(s\\) region, reported_at"):
         store.replace_partitions(CLEANED_TABLE, {"2026-05-01": _batch([1])})
+
+
+def test_a_partition_can_arrive_in_several_batches(warehouse: Warehouse) -> None:
+    written = warehouse.replace_partitions(CLEANED_TABLE, {"2026-05-01": iter([_batch([1, 2]), _batch([3])])})
+    assert written == {"2026-05-01": 3}
+    assert [r[1] for r in _stored(warehouse)] == [1, 2, 3]

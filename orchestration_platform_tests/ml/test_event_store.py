@@ -47,15 +47,18 @@ def test_every_event_is_stored_exactly_once_when_the_consumer_is_killed(kafka_bo
     command = [sys.executable, "-m", "orchestration_platform_tests.ml.consumer_worker", ml_env["postgres_url"],
                kafka_bootstrap, ml_env["topic"]]  # fmt: skip
     kills_mid_stream = 0
-    for _ in range(4):
+    for _ in range(5):
         before = _stored_or_zero(ml_env["postgres_url"])
+        target = before + rng.randint(300, 3_000)  # a random point of the stream, mostly inside a chunk
         worker = subprocess.Popen(command, env=os.environ)
-        time.sleep(rng.uniform(1.5, 3.5))  # the interpreter starts in ~1 s; then it is mid-chunk most of the time
+        deadline = time.monotonic() + 60
+        while _stored_or_zero(ml_env["postgres_url"]) < target and worker.poll() is None:
+            assert time.monotonic() < deadline, "the consumer made no progress"
+            time.sleep(rng.uniform(0.005, 0.05))
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         after = _stored_or_zero(ml_env["postgres_url"])
-        print("kill", before, after)
-        kills_mid_stream += 0 < after < len(events) and after >= before
+        kills_mid_stream += before < after < len(events)
     assert kills_mid_stream >= 2, "the kills should land while the topic is being consumed"
     finisher = subprocess.run(command, env=os.environ, timeout=180)
     assert finisher.returncode == 0

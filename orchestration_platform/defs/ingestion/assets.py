@@ -8,6 +8,7 @@ Heavy libraries (pyarrow, httpx) are imported inside the assets to keep loading 
 
 
 import datetime as dt
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -121,10 +122,14 @@ def raw_daily_cases(context: dg.AssetExecutionContext, config: RawDailyCasesConf
             "path": dg.MetadataValue.path(str(only.path)),
             "attempts": only.attempts,
         })
+    # a range run records its metadata once per day: the checksums go to one manifest file instead
+    manifest = raw_file_path(partitions[0]).parent / f"manifest_{partitions[0]}_{partitions[-1]}.json"
+    manifest.write_text(json.dumps({p: {"sha256": f.sha256, "size_bytes": f.size_bytes}
+                                    for p, f in sorted(files.items())}, indent=1))
     return dg.MaterializeResult(metadata={
         "size_bytes": dg.MetadataValue.int(total),
         "files": len(files),
-        "sha256_by_partition": dg.MetadataValue.json({p: f.sha256 for p, f in sorted(files.items())}),
+        "checksums": dg.MetadataValue.path(str(manifest)),
     })
 
 

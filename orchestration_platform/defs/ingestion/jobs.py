@@ -10,6 +10,8 @@ daily_cases_ingestion = dg.define_asset_job(
     "daily_cases_ingestion",
     selection=dg.AssetSelection.groups("ingestion"),
     partitions_def=daily_partitions,
+    # the steps run one after another anyway: one process saves a process start per step
+    executor_def=dg.in_process_executor,
     description="Download, clean, check and summarise the daily case reports for one day (or a range).",
 )
 
