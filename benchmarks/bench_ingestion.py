@@ -47,14 +47,16 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
 
     source = work / "big.csv"
     source.write_bytes(daily_cases_csv(dt.date(2026, 3, 1), rows=BIG_ROWS))
-    ours, anchor, naive = [], [], []
+    ours, anchor, naive, clean_times = [], [], [], []
     rows_out = 0
     for attempt in range(3):
         db = work / f"ours{attempt}.sqlite"
         with stopwatch() as t:
-            cleaned = clean_csv(source.read_bytes(), source=source.name)
+            with stopwatch() as cleaning:
+                cleaned = clean_csv(source.read_bytes(), source=source.name)
             Warehouse(f"sqlite:///{db}").replace_partitions(CLEANED_TABLE, {"2026-03-01": cleaned.table})
         ours.append(t["seconds"])
+        clean_times.append(cleaning["seconds"])
         rows_out = cleaned.rows_out
 
         anchor_db = work / f"anchor{attempt}.sqlite"
@@ -75,7 +77,8 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
             name=f"clean + load {BIG_ROWS:,}-row messy CSV into SQLite",
             ours=_best(ours), anchor=_best(anchor), unit="s", anchor_name="sqlite3 .import --csv (no cleaning)",
             target="ratio <= 1.5", target_ok=lambda r: r <= 1.5,
-            notes=f"{size_mb:.0f} MB, {rows_out:,} rows kept; best of 3; "
+            notes=f"{size_mb:.0f} MB, {rows_out:,} rows kept; best of 3; of ours, cleaning (parse, trim, 8 date "
+                  f"formats, types, dedupe) {_best(clean_times):.2f} s, the rest is the sqlite3 executemany load; "
                   f"naive pandas read_csv+to_sql (no cleaning): {_best(naive):.2f} s",
         ),
     ]
@@ -192,7 +195,7 @@ def bench_landing_zone(work: Path) -> list[BenchResult]:
         name="landing-zone drop -> cleaned rows visible (dagster dev)", ours=statistics.median(samples),
         anchor=None, unit="s", anchor_name="target 20 s", target="<= 20 s", target_ok=lambda s: s <= 20,
         notes=f"median of 3 drops after a warm-up ({warmup:.1f} s); sensor every 5 s, queued run, "
-              "multiprocess executor",
+              "job daily_cases_ingestion (in-process executor)",
     )]
 
 

@@ -311,9 +311,13 @@ class Extractor:
             self._check_page_budget(endpoint, total)
             # The page count is known: fetch the rest together, keeping page order.
             numbers = range(first + 1, first + total)
-            bodies = await asyncio.gather(
-                *(self._get_json(endpoint, result, url, page_params(n), headers) for n in numbers))
-            for page_body, _ in bodies:
+            try:
+                async with asyncio.TaskGroup() as group:  # one failed page cancels the others
+                    tasks = [group.create_task(self._get_json(endpoint, result, url, page_params(n), headers))
+                             for n in numbers]
+            except ExceptionGroup as failures:
+                raise failures.exceptions[0] from None
+            for page_body, _ in (task.result() for task in tasks):
                 result.records.extend(self._records(endpoint, page_body, url))
             result.pages += len(numbers)
             return

@@ -281,9 +281,18 @@ def _publish(conn: psycopg.Connection, endpoint: EndpointConfig, table_exists: b
         conn.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s} ON CONFLICT ({k}) {a}").format(
             t=published, c=columns, s=staging, k=_columns(endpoint.primary_key), a=action))
         conn.execute(sql.SQL("DROP TABLE {}").format(staging))
-    else:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(published))
-        conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(staging, sql.Identifier(PUBLISHED_SCHEMA)))
+        return
+    try:
+        with conn.transaction():  # a savepoint inside the publish transaction
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(published))
+    except psycopg.errors.DependentObjectsStillExist:
+        # Consumers' views depend on the table: refill it in place so that they keep working.
+        columns = _columns(list(endpoint.columns))
+        conn.execute(sql.SQL("TRUNCATE {}").format(published))
+        conn.execute(sql.SQL("INSERT INTO {} ({c}) SELECT {c} FROM {}").format(published, staging, c=columns))
+        conn.execute(sql.SQL("DROP TABLE {}").format(staging))
+        return
+    conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(staging, sql.Identifier(PUBLISHED_SCHEMA)))
 
 
 def load_endpoint(connect: Connector, endpoint: EndpointConfig, result: TransformResult, *, load_id: str,

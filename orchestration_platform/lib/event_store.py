@@ -379,10 +379,15 @@ def consume_batch(
             pending: list = []
             writer = _ChunkWriter(conn, group, topic, stats, progress)
             idle_since = time.monotonic()
-            while stats.consumed < max_messages and any(position[p] < end[p] for p in partitions):
-                batch = consumer.consume(num_messages=min(10_000, max_messages - stats.consumed), timeout=0.5)
+            while stats.consumed < max_messages:
+                caught_up = all(position[p] >= end[p] for p in partitions)
+                batch = consumer.consume(
+                    num_messages=min(10_000, max_messages - stats.consumed), timeout=0.2 if caught_up else 0.5
+                )
                 if not batch:
-                    if time.monotonic() - idle_since > idle_timeout_s:
+                    # Past the start's high watermark and nothing more arrives: the batch is done. (A watermark
+                    # can lag the real end: tansu counts a record batch as one offset, so we also wait for idle.)
+                    if caught_up or time.monotonic() - idle_since > idle_timeout_s:
                         break
                     continue
                 idle_since = time.monotonic()

@@ -25,7 +25,13 @@ def main() -> int:
         from orchestration_platform.lib.features import load_labelled_features
         from orchestration_platform.lib.model_registry import EVALUATION_TAG, ModelRegistry
         from orchestration_platform.lib.serving_switch import served_version
-        from orchestration_platform.lib.training import compare, evaluate, split_window, train_model
+        from orchestration_platform.lib.training import (
+            NotEnoughData,
+            compare,
+            evaluate,
+            split_window,
+            train_model,
+        )
 
         postgres_url = os.environ.get("POSTGRES_URL", "").strip()
         if not postgres_url:
@@ -37,7 +43,11 @@ def main() -> int:
         with psycopg.connect(postgres_url, application_name="ml-training", autocommit=True) as conn:
             rows = load_labelled_features(conn, start, end)
             pipes.log.info(f"loaded {len(rows)} labelled feature rows for {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}")
-            window = split_window(rows, int(pipes.extras.get("holdout_hours", 1)))
+            try:
+                window = split_window(rows, int(pipes.extras.get("holdout_hours", 1)))
+            except NotEnoughData as error:
+                pipes.log.error(str(error))  # shows in the Dagster run log, not only in the process's stderr
+                raise
             lineage_rows = conn.execute(
                 "SELECT hour, computed_seq FROM ml.feature_hours WHERE hour = ANY(%s) ORDER BY hour",
                 (window.train_hours + window.holdout_hours,),

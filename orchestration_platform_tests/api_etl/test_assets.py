@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 import yaml
 
@@ -210,3 +211,25 @@ def test_two_loads_of_one_endpoint_at_once_take_turns(run_pipeline, query):
     assert all(run.published for run in runs), [run.problem for run in runs]
     assert query("SELECT count(*), count(DISTINCT id) FROM api.shared") == [(2000, 2000)]
     assert query("SELECT count(*) FROM api_etl.loads WHERE endpoint = 'shared' AND status = 'published'") == [(2,)]
+
+
+def test_a_consumer_view_on_a_published_table_keeps_working_across_loads(materialize, query, use_fresh_database):
+    assert materialize(make_config(synthetic("watched", records=20))).success
+    with psycopg.connect(use_fresh_database) as conn:
+        conn.execute("CREATE VIEW public.watched_report AS SELECT count(*) AS n FROM api.watched")
+    assert materialize(make_config(synthetic("watched", records=30))).success
+    assert query("SELECT n FROM public.watched_report") == [(30,)]
+    assert query("SELECT count(*) FROM api.watched") == [(30,)]
+
+
+def test_a_database_error_in_one_endpoint_keeps_its_table_and_publishes_the_others(materialize, query,
+                                                                                   use_fresh_database):
+    config = make_config(synthetic("locked", records=20), synthetic("other", records=20))
+    assert materialize(config).success
+    with psycopg.connect(use_fresh_database) as conn:  # a stray table takes the name of staging's key index
+        conn.execute("CREATE TABLE api_staging.locked_pkey (x int)")
+    result = materialize(make_config(synthetic("locked", records=30), synthetic("other", records=30)))
+    assert not result.success and set(materialized(result)) == {"other"}
+    assert 'endpoint \'locked\': DuplicateTable: relation "locked_pkey" already exists' in failure_message(result)
+    assert query("SELECT count(*) FROM api.locked") == [(20,)]
+    assert query("SELECT count(*) FROM api.other") == [(30,)]

@@ -156,3 +156,4 @@ def test_demo_server_serves_100_slow_requests_together(sources_url: str):
             return time.perf_counter() - started
 
     assert asyncio.run(go()) < 5.0  # one after another they would take 100 s
+

@@ -162,3 +162,16 @@ def test_a_raw_file_that_is_not_a_csv_fails_cleaning_with_the_reason(materialize
     result = materialize_days(DAY, raise_on_error=False)
     message = result.failure_data_for_node("ingestion__cleaned_daily_cases").error.message
     assert "semicolon-delimited" in message and f"{DAY}.csv" in message
+
+
+def test_a_source_down_longer_than_the_attempts_gets_the_whole_step_retried(materialize_days, ingestion_env,
+                                                                            monkeypatch) -> None:
+    monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE", f"{ingestion_env['sources']}/csv/daily_cases/{{date}}.csv"
+                       "?fault=502&fault_times=3&fault_key=step-retry")
+    config = {"ops": {"ingestion__raw_daily_cases": {"config": {
+        "attempts": 2, "backoff_s": 0.01, "step_retries": 1, "step_retry_wait_s": 0.1}}}}
+    result = materialize_days(DAY, run_config=config)
+    assert result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1  # two attempts failed, the step ran again and its second attempt got the file
+    assert _materialization(result, RAW_KEY).metadata["attempts"].value == 2

@@ -24,6 +24,10 @@ def test_the_pipeline_runs_on_postgres_instance_storage_and_a_postgres_warehouse
         assert len(records) == 6
         summary_records = instance.fetch_materializations(SUMMARY_KEY, limit=100).records
         assert {r.partition_key for r in summary_records} == {"2026-06-01", "2026-06-02", "2026-06-03"}
+        (latest,) = [e for e in result.get_asset_materialization_events() if e.asset_key == CLEANED_KEY][:1]
+        shown = latest.materialization.metadata["warehouse"].value
+        password = fresh_database.split(":")[2].split("@")[0]
+        assert password not in shown and ":***@" in shown  # the secret never reaches the UI
         evaluations = result.get_asset_check_evaluations()
         assert evaluations and all(e.passed for e in evaluations)
     with psycopg.connect(fresh_database) as conn:

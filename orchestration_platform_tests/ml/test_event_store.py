@@ -10,14 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
-from orchestration_platform.devstack.events import produce_events
+from orchestration_platform.devstack.events import generate_events, produce_events
 from orchestration_platform.lib.event_store import ConsumerBusy, consume_batch, consumer_config
-from orchestration_platform_tests.ml.conftest import produce_hours
+from orchestration_platform_tests.ml.conftest import DAY, produce_hours
 
 FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 
@@ -122,7 +123,9 @@ def test_lag_counts_what_the_store_has_not_consumed(kafka_bootstrap, ml_env):
 
     from orchestration_platform.lib.event_store import topic_lag
 
-    produce_hours(kafka_bootstrap, ml_env["topic"], hours=1, per_hour=100)
+    # One record per request: tansu's high watermark counts a whole record batch as one offset.
+    events = generate_events(100, DAY, DAY + timedelta(hours=1))
+    produce_events(kafka_bootstrap, ml_env["topic"], events, extra={"linger.ms": 0, "batch.num.messages": 1})
     config = consumer_config(kafka_bootstrap, "lag-test", FAST_GROUP)
     consume_batch(ml_env["postgres_url"], config, ml_env["topic"], max_messages=150, chunk_size=50)
     probe = Consumer(config)

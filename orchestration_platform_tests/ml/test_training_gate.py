@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-import dagster as dg
 import psycopg
 import pytest
 
@@ -98,7 +97,4 @@ def test_training_without_enough_labelled_hours_says_what_is_missing(kafka_boots
     assert not result.success
     logs = " ".join(e.message or "" for e in instance.all_logs(result.run_id))
     assert "1 hour(s) with labelled features" in logs
-    assert isinstance(result.asset_materializations_for_node("ml__candidate_model"), list)
-    assert dg.AssetKey(["ml", "candidate_model"]) not in {
-        m.asset_key for m in result.get_asset_materialization_events() if hasattr(m, "asset_key")
-    }
+    assert result.asset_materializations_for_node("ml__candidate_model") == []

@@ -42,6 +42,7 @@ class RawDailyCasesConfig(dg.Config):
     backoff_s: float = Field(default=0.5, description="First wait between attempts; doubles each time")
     timeout_s: float = Field(default=30.0, description="HTTP timeout per request, seconds")
     step_retries: int = Field(default=2, description="Whole-step retries after the attempts run out (transient only)")
+    step_retry_wait_s: float = Field(default=30.0, description="Wait before a whole-step retry, seconds")
 
 
 def _landed_file_url(landed_file: str) -> str:
@@ -109,7 +110,7 @@ def raw_daily_cases(context: dg.AssetExecutionContext, config: RawDailyCasesConf
         message = f"{len(failures)} of {len(partitions)} file(s) could not be downloaded: {summary}"
         if all(isinstance(e, TransientDownloadError) for e in failures.values()) and config.step_retries:
             context.log.warning(message)
-            raise dg.RetryRequested(max_retries=config.step_retries, seconds_to_wait=30)
+            raise dg.RetryRequested(max_retries=config.step_retries, seconds_to_wait=config.step_retry_wait_s)
         raise dg.Failure(message)
     total = sum(f.size_bytes for f in files.values())
     context.log.info(f"kept {len(files)} raw file(s), {total} bytes")

@@ -17,17 +17,27 @@ class AlertWebhookResource(dg.ConfigurableResource):
 
     def post(self, payload: dict) -> bool:
         """Send `payload`; returns whether the webhook accepted it (errors are logged without the URL)."""
-        import httpx
+        # urllib, not httpx: httpx logs every request URL at INFO, and this URL is a secret.
+        import json
+        import urllib.error
+        import urllib.request
 
         if not self.url:
             log.warning("alert (no ALERT_WEBHOOK_URL configured): %s", payload.get("text"))
             return False
+        request = urllib.request.Request(
+            self.url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
         try:
-            response = httpx.post(self.url, json=payload, timeout=self.timeout_s)
-        except httpx.HTTPError as error:
-            log.error("alert webhook unreachable (%s); alert: %s", error.__class__.__name__, payload.get("text"))
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            log.error("alert webhook unreachable (%s); alert: %s", type(reason).__name__, payload.get("text"))
             return False
-        if response.status_code >= 300:
-            log.error("alert webhook answered %s; alert: %s", response.status_code, payload.get("text"))
+        if status >= 300:
+            log.error("alert webhook answered %s; alert: %s", status, payload.get("text"))
             return False
         return True

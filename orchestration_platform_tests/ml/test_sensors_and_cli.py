@@ -1,0 +1,127 @@
+"""Sensors (lag trigger, failure alerts to a webhook whose URL is a secret) and the ML commands of the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orchestration_platform.defs.ml.alerts import run_failure_alerts
+from orchestration_platform.defs.ml.sensors import payment_events_lag
+from orchestration_platform.defs.shared.alerts import AlertWebhookResource
+from orchestration_platform.devstack.events import generate_events, produce_events
+from orchestration_platform.devstack.services import free_port
+from orchestration_platform_tests.ml import flow
+from orchestration_platform_tests.ml.conftest import DAY
+
+CLI = str(Path(sys.executable).parent / "orchestration-platform")
+
+
+def _tick(sensor, instance, resources, cursor=None):
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        return sensor(context)
+
+
+def test_lag_sensor_requests_consumption_past_the_threshold_and_reports_the_lag(
+    kafka_bootstrap, ml_env, ml_resources, instance, monkeypatch
+):
+    monkeypatch.setenv("ML_CONSUME_LAG_THRESHOLD", "500")
+    monkeypatch.setenv("ML_CONSUME_INTERVAL_S", "3600")
+    # One record per produce request: tansu's high watermark counts a whole record batch as one offset.
+    unbatched = {"linger.ms": 0, "batch.num.messages": 1}
+    produce_events(kafka_bootstrap, ml_env["topic"], generate_events(100, DAY, DAY + timedelta(hours=1)), extra=unbatched)
+    first = _tick(payment_events_lag, instance, ml_resources, cursor=json.dumps({"last_request": time.time()}))
+    assert first.run_requests == [] and first.asset_events[0].metadata["consumer_lag"].value == 200
+    due = _tick(payment_events_lag, instance, ml_resources, cursor=json.dumps({"last_request": 0}))
+    assert len(due.run_requests) == 1  # lag > 0 and the interval has passed
+    produce_events(kafka_bootstrap, ml_env["topic"], generate_events(200, DAY, DAY + timedelta(hours=1), seed=8), extra=unbatched)
+    busy = _tick(payment_events_lag, instance, ml_resources, cursor=due.cursor)
+    assert len(busy.run_requests) == 1 and busy.run_requests[0].tags["ml/consumer_lag"] == "600"
+    flow.consume(ml_resources, instance)
+    drained = _tick(payment_events_lag, instance, ml_resources, cursor=busy.cursor)
+    assert drained.run_requests == [] and drained.asset_events[0].metadata["consumer_lag"].value == 0
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append({"path": self.path, "body": json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    server = HTTPServer(("127.0.0.1", free_port()), _Webhook)
+    _Webhook.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_failed_run_is_posted_to_the_webhook_without_leaking_its_url(webhook, instance, caplog):
+    @dg.asset
+    def always_fails():
+        raise RuntimeError("upstream API is down")
+
+    failed = dg.materialize([always_fails], instance=instance, raise_on_error=False)
+    assert not failed.success
+    secret_url = f"{webhook}/hooks/T0KEN-s3cret"
+    with dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts", dagster_instance=instance, dagster_run=failed.dagster_run,
+        dagster_event=next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE"),
+        resources={"alert_webhook": AlertWebhookResource(url=secret_url)},
+    ) as context, caplog.at_level(logging.DEBUG):  # fmt: skip
+        run_failure_alerts(context.for_run_failure())
+    assert len(_Webhook.received) == 1 and _Webhook.received[0]["path"] == "/hooks/T0KEN-s3cret"
+    alert = _Webhook.received[0]["body"]
+    assert alert["run_id"] == failed.run_id and "failed" in alert["text"]
+    assert "T0KEN-s3cret" not in caplog.text
+
+
+def test_an_unreachable_webhook_is_logged_without_its_url(caplog):
+    resource = AlertWebhookResource(url=f"http://127.0.0.1:{free_port()}/hooks/T0KEN-s3cret", timeout_s=1)
+    with caplog.at_level(logging.INFO):
+        assert resource.post({"text": "run x failed"}) is False
+    assert "unreachable" in caplog.text and "T0KEN" not in caplog.text
+
+
+@pytest.mark.parametrize("command", ["approve", "reject", "approvals", "produce-events", "serve"])
+def test_every_ml_command_has_help(command):
+    result = subprocess.run([CLI, command, "--help"], capture_output=True, text=True, check=True)
+    assert "Usage:" in result.stdout and len(result.stdout) > 200
+
+
+def test_cli_decisions_on_unknown_versions_fail_clearly(ml_env):
+    result = subprocess.run([CLI, "approve", "42", "--reviewer", "eve"], capture_output=True, text=True, env=os.environ)
+    assert result.returncode == 1
+    assert "no approval was requested for model 'fraud_detector' version '42'" in result.stderr
+    listing = subprocess.run([CLI, "approvals"], capture_output=True, text=True, env=os.environ, check=True)
+    assert "no pending approvals" in listing.stdout
+
+
+def test_produce_events_streams_valid_events_at_the_requested_rate(kafka_bootstrap, ml_env, ml_resources, instance):
+    result = subprocess.run(
+        [CLI, "produce-events", "--rate", "200", "--duration", "2", "--label-delay", "0.5", "--seed", "3"],
+        capture_output=True, text=True, env=os.environ, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stored = flow.consume(ml_resources, instance)
+    assert 300 <= stored["transactions_stored"] <= 450  # ~200/s for 2 s
+    assert stored["labels_stored"] > 0 and stored["dead_letters"] == 0
