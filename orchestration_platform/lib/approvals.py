@@ -84,10 +84,15 @@ def _audit(conn, approval_id: int, name: str, version: str, action: str, actor: 
 
 
 def _get(conn, model_name: str, version: str, *, lock: bool = False) -> Approval | None:
-    row = conn.cursor(row_factory=dict_row).execute(
-        "SELECT * FROM ml.model_approvals WHERE model_name = %s AND version = %s" + (" FOR UPDATE" if lock else ""),
-        (model_name, str(version)),
-    ).fetchone()
+    row = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT * FROM ml.model_approvals WHERE model_name = %s AND version = %s"
+            + (" FOR UPDATE" if lock else ""),
+            (model_name, str(version)),
+        )
+        .fetchone()
+    )
     return Approval.from_row(row) if row else None
 
 
@@ -160,7 +165,11 @@ def decide(
                 f"{waiting}); only versions that passed evaluation can be approved"
             )
         if approval.status != "pending":
-            who = f" by {approval.reviewer} at {approval.decided_at:%Y-%m-%d %H:%M}Z" if approval.reviewer else ""
+            who = (
+                f" by {approval.reviewer} at {approval.decided_at:%Y-%m-%d %H:%M}Z"
+                if approval.reviewer
+                else ""
+            )
             raise ApprovalError(
                 f"model {model_name!r} version {version} is {approval.status}{who}; only pending approvals can "
                 "be decided (`orchestration-platform approvals` lists them)"
@@ -189,39 +198,53 @@ def expire_due(conn: psycopg.Connection, now: datetime | None = None) -> list[Ap
     """Mark pending approvals past their time to live as expired (audited); returns them."""
     ensure_approval_schema(conn)
     with conn.transaction():
-        rows = conn.cursor(row_factory=dict_row).execute(
-            "UPDATE ml.model_approvals SET status = 'expired' WHERE status = 'pending' AND expires_at <= %s "
-            "RETURNING *",
-            (_now(now),),
-        ).fetchall()
+        rows = (
+            conn.cursor(row_factory=dict_row)
+            .execute(
+                "UPDATE ml.model_approvals SET status = 'expired' WHERE status = 'pending' AND expires_at <= %s "
+                "RETURNING *",
+                (_now(now),),
+            )
+            .fetchall()
+        )
         for row in rows:
             _audit(conn, row["id"], row["model_name"], row["version"], "expired", "system", None, "sensor")
     return [Approval.from_row(r) for r in rows]
 
 
 def pending(conn: psycopg.Connection, model_name: str | None = None) -> list[Approval]:
-    rows = conn.cursor(row_factory=dict_row).execute(
-        "SELECT * FROM ml.model_approvals WHERE status = 'pending' AND (%s::text IS NULL OR model_name = %s) "
-        "ORDER BY requested_at",
-        (model_name, model_name),
-    ).fetchall()
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT * FROM ml.model_approvals WHERE status = 'pending' AND (%s::text IS NULL OR model_name = %s) "
+            "ORDER BY requested_at",
+            (model_name, model_name),
+        )
+        .fetchall()
+    )
     return [Approval.from_row(r) for r in rows]
 
 
 def approved_waiting(conn: psycopg.Connection) -> list[Approval]:
     """Approved versions not deployed yet (the deployment sensor's work list)."""
     ensure_approval_schema(conn)
-    rows = conn.cursor(row_factory=dict_row).execute(
-        "SELECT * FROM ml.model_approvals WHERE status = 'approved' ORDER BY decided_at"
-    ).fetchall()
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM ml.model_approvals WHERE status = 'approved' ORDER BY decided_at")
+        .fetchall()
+    )
     return [Approval.from_row(r) for r in rows]
 
 
-def authorize_deployment(conn: psycopg.Connection, *, model_name: str, version: str, fingerprint: str) -> Approval:
+def authorize_deployment(
+    conn: psycopg.Connection, *, model_name: str, version: str, fingerprint: str
+) -> Approval:
     """The approval that allows deploying exactly this version with exactly these files, or `ApprovalError`."""
     approval = _get(conn, model_name, str(version))
     if approval is None:
-        raise ApprovalError(f"model {model_name!r} version {version}: no approval exists; it cannot be deployed")
+        raise ApprovalError(
+            f"model {model_name!r} version {version}: no approval exists; it cannot be deployed"
+        )
     if approval.status != "approved":
         raise ApprovalError(
             f"model {model_name!r} version {version} is {approval.status}, not approved; it cannot be deployed"
@@ -234,7 +257,9 @@ def authorize_deployment(conn: psycopg.Connection, *, model_name: str, version: 
     return approval
 
 
-def record_outcome(conn: psycopg.Connection, approval: Approval, *, deployed: bool, actor: str, details: dict) -> None:
+def record_outcome(
+    conn: psycopg.Connection, approval: Approval, *, deployed: bool, actor: str, details: dict
+) -> None:
     """After a deployment attempt: `deployed`, or `rolled_back` (with the reason in details)."""
     with conn.transaction():
         conn.execute(
@@ -248,6 +273,8 @@ def record_outcome(conn: psycopg.Connection, approval: Approval, *, deployed: bo
 def audit_after(conn: psycopg.Connection, after_id: int, limit: int = 100) -> list[dict[str, Any]]:
     """Audit records with id > `after_id`, oldest first (the sensor's cursor)."""
     ensure_approval_schema(conn)
-    return conn.cursor(row_factory=dict_row).execute(
-        "SELECT * FROM ml.approval_audit WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
-    ).fetchall()
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM ml.approval_audit WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
+        .fetchall()
+    )

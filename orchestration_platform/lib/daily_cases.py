@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from orchestration_platform.lib.csv_cleaning import DAILY_CASES
-from orchestration_platform.lib.warehouse_sink import TableSpec, Warehouse, WarehouseColumn
+from orchestration_platform.lib.warehouse_sink import TableSpec, Warehouse, WarehouseColumn, partition_bounds
 
 CLEANED_TABLE = TableSpec(
     name="daily_cases",
@@ -56,25 +56,34 @@ def missing_columns(warehouse: Warehouse) -> list[str]:
     return [c for c in [CLEANED_TABLE.partition_column, *DAILY_CASES.required] if c not in have]
 
 
-def audit_partition(warehouse: Warehouse, partition: str) -> PartitionAudit:
-    """Count rows, nulls in required columns, unparseable timestamps and repeated keys in one partition."""
-    where, params = warehouse.partition_filter(CLEANED_TABLE, partition)
+def _range_filter(warehouse: Warehouse, first: str, last: str) -> tuple[str, tuple]:
+    """WHERE clause for the days first..last, on the table's fast path (row_key range in SQLite)."""
+    if warehouse.dialect == "sqlite":
+        return "row_key BETWEEN ? AND ?", (partition_bounds(first)[0], partition_bounds(last)[1])
+    return f"{CLEANED_TABLE.partition_column} BETWEEN ? AND ?", (first, last)
+
+
+def audit_partitions(warehouse: Warehouse, partitions: Sequence[str]) -> list[PartitionAudit]:
+    """Per day: rows, nulls in required columns, unparseable timestamps, repeated keys (one query)."""
+    if not partitions:
+        return []
+    where, params = _range_filter(warehouse, min(partitions), max(partitions))
     nulls = " + ".join(f"SUM(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END)" for c in DAILY_CASES.required)
     if warehouse.dialect == "sqlite":
         bad_date = f"SUM(CASE WHEN reported_at GLOB '{ISO_UTC_GLOB}' AND julianday(reported_at) IS NOT NULL " \
                    "THEN 0 ELSE 1 END)"
     else:  # TIMESTAMPTZ only holds real instants; a null is the only way to be unparsed
         bad_date = "SUM(CASE WHEN reported_at IS NULL THEN 1 ELSE 0 END)"
-    rows, null_required, unparsed, distinct_keys = warehouse.query(
-        f"SELECT count(*), COALESCE({nulls}, 0), COALESCE({bad_date}, 0), count(DISTINCT {DAILY_CASES.key}) "
-        f'FROM "{CLEANED_TABLE.name}" WHERE {where}',
+    key = DAILY_CASES.key
+    rows = warehouse.query(
+        f"SELECT CAST({CLEANED_TABLE.partition_column} AS TEXT), count(*), COALESCE({nulls}, 0), "
+        f"COALESCE({bad_date}, 0), count({key}) - count(DISTINCT {key}) "
+        f'FROM "{CLEANED_TABLE.name}" WHERE {where} GROUP BY 1',
         params,
-    )[0]
-    non_null_keys = warehouse.query(
-        f'SELECT count({DAILY_CASES.key}) FROM "{CLEANED_TABLE.name}" WHERE {where}', params
-    )[0][0]
-    return PartitionAudit(partition, int(rows), int(null_required), int(unparsed),
-                          int(non_null_keys) - int(distinct_keys))
+    )
+    found = {str(day): PartitionAudit(str(day), int(n), int(nulls_), int(bad), int(dups))
+             for day, n, nulls_, bad, dups in rows}
+    return [found.get(p, PartitionAudit(p, 0, 0, 0, 0)) for p in partitions]
 
 
 def stored_row_counts(warehouse: Warehouse, until: str) -> dict[str, int]:
@@ -101,13 +110,7 @@ def row_count_is_anomalous(rows: int, history: Sequence[int]) -> tuple[bool, flo
 
 def regional_summary(warehouse: Warehouse, partitions: Sequence[str]) -> dict[str, pa.Table]:
     """Per partition and region: reports, confirmed cases and deaths, from the cleaned table."""
-    first, last = min(partitions), max(partitions)
-    if warehouse.dialect == "sqlite":
-        from orchestration_platform.lib.warehouse_sink import partition_bounds
-
-        where, params = "row_key BETWEEN ? AND ?", (partition_bounds(first)[0], partition_bounds(last)[1])
-    else:
-        where, params = "partition_date BETWEEN ? AND ?", (first, last)
+    where, params = _range_filter(warehouse, min(partitions), max(partitions))
     rows = warehouse.query(
         f"SELECT CAST(partition_date AS TEXT), region, count(*), SUM(confirmed_cases), "
         f'COALESCE(SUM(deaths), 0) FROM "{CLEANED_TABLE.name}" WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2',

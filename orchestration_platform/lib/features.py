@@ -160,7 +160,9 @@ def write_hour_features(
         is_fraud=events["is_fraud"].astype("object").where(events["is_fraud"].notna(), None),
     )
     columns = ["hour", "transaction_id", "occurred_at", "card_id", *FEATURE_COLUMNS, "is_fraud"]
-    rows = frame[columns].astype(object).where(frame[columns].notna(), None).itertuples(index=False, name=None)
+    rows = (
+        frame[columns].astype(object).where(frame[columns].notna(), None).itertuples(index=False, name=None)
+    )
     mean_log_amount = float(features["log_amount"].mean()) if len(features) else 0.0
     online_rate = float(features["is_online"].mean()) if len(features) else 0.0
     labelled = int(events["is_fraud"].notna().sum()) if len(events) else 0
@@ -178,10 +180,14 @@ def write_hour_features(
             "mean_log_amount = EXCLUDED.mean_log_amount, online_rate = EXCLUDED.online_rate, checks_passed = NULL",
             (start, max(change_seq, 1), change_seq, len(frame), labelled, mean_log_amount, online_rate),
         )
-    return HourFeatures(start, len(frame), labelled, frauds, replaced, mean_log_amount, online_rate, change_seq)
+    return HourFeatures(
+        start, len(frame), labelled, frauds, replaced, mean_log_amount, online_rate, change_seq
+    )
 
 
-def stale_hours(conn: psycopg.Connection, closed_before: datetime, limit: int = 48) -> list[tuple[datetime, int]]:
+def stale_hours(
+    conn: psycopg.Connection, closed_before: datetime, limit: int = 48
+) -> list[tuple[datetime, int]]:
     """Closed hours whose events changed after their features were computed (or never computed)."""
     return [
         (hour, seq)
@@ -193,7 +199,9 @@ def stale_hours(conn: psycopg.Connection, closed_before: datetime, limit: int = 
     ]
 
 
-def previous_hour_stats(conn: psycopg.Connection, hour: datetime, window: int = 24) -> list[tuple[float, float, int]]:
+def previous_hour_stats(
+    conn: psycopg.Connection, hour: datetime, window: int = 24
+) -> list[tuple[float, float, int]]:
     """(mean_log_amount, online_rate, rows) of up to `window` computed hours before `hour`."""
     start, _ = hour_bounds(hour)
     return conn.execute(
@@ -216,7 +224,9 @@ def null_counts(conn: psycopg.Connection, hour: datetime) -> dict[str, int]:
     """Nulls per feature column in the stored hour (labels may be null: they come later)."""
     start, _ = hour_bounds(hour)
     selects = ", ".join(f"count(*) FILTER (WHERE {c} IS NULL)" for c in FEATURE_COLUMNS)
-    values = conn.execute(f"SELECT {selects} FROM ml.transaction_features WHERE hour = %s", (start,)).fetchone()
+    values = conn.execute(
+        f"SELECT {selects} FROM ml.transaction_features WHERE hour = %s", (start,)
+    ).fetchone()
     return dict(zip(FEATURE_COLUMNS, values, strict=True))
 
 
@@ -227,7 +237,9 @@ def out_of_range(conn: psycopg.Connection, hour: datetime) -> dict[str, int]:
         f"count(*) FILTER (WHERE NOT ({c} BETWEEN {lo} AND {hi}) OR {c} = 'NaN'::float8)"
         for c, (lo, hi) in FEATURE_RANGES.items()
     )
-    values = conn.execute(f"SELECT {selects} FROM ml.transaction_features WHERE hour = %s", (start,)).fetchone()
+    values = conn.execute(
+        f"SELECT {selects} FROM ml.transaction_features WHERE hour = %s", (start,)
+    ).fetchone()
     return dict(zip(FEATURE_RANGES, values, strict=True))
 
 

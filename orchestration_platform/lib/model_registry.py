@@ -24,7 +24,12 @@ EVALUATION_TAG = "evaluation"  # "passed" | "worse": only "passed" versions are 
 FINGERPRINT_TAG = "sha256"
 # skops refuses unknown types on load; these are the scikit-learn internals our model class is made of.
 SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
-PIP_REQUIREMENTS = ["scikit-learn", "skops", "pandas", "numpy"]  # given, so MLflow does not probe the environment
+PIP_REQUIREMENTS = [
+    "scikit-learn",
+    "skops",
+    "pandas",
+    "numpy",
+]  # given, so MLflow does not probe the environment
 
 
 class RegistryError(LookupError):
@@ -60,7 +65,9 @@ class RegisteredVersion:
 class ModelRegistry:
     """Register, describe, tag and load versions of one model name."""
 
-    def __init__(self, postgres_url: str, artifact_root: str | Path, model_name: str = DEFAULT_MODEL_NAME) -> None:
+    def __init__(
+        self, postgres_url: str, artifact_root: str | Path, model_name: str = DEFAULT_MODEL_NAME
+    ) -> None:
         import mlflow
         from mlflow import MlflowClient
 
@@ -76,7 +83,9 @@ class ModelRegistry:
             return experiment.experiment_id
         self.artifact_root.mkdir(parents=True, exist_ok=True)
         try:
-            return self.client.create_experiment(EXPERIMENT, artifact_location=self.artifact_root.resolve().as_uri())
+            return self.client.create_experiment(
+                EXPERIMENT, artifact_location=self.artifact_root.resolve().as_uri()
+            )
         except Exception:  # created concurrently by another process
             return self.client.get_experiment_by_name(EXPERIMENT).experiment_id
 

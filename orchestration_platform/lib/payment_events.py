@@ -57,7 +57,9 @@ class TransactionEvent(
     channel: Channel
 
 
-class LabelEvent(msgspec.Struct, tag_field="schema", tag=LABEL_SCHEMA, forbid_unknown_fields=True, frozen=True):
+class LabelEvent(
+    msgspec.Struct, tag_field="schema", tag=LABEL_SCHEMA, forbid_unknown_fields=True, frozen=True
+):
     """The outcome of a transaction (fraud or not), known later than the transaction itself."""
 
     event_id: Identifier
@@ -85,7 +87,9 @@ def parse_event(raw: bytes | None) -> TransactionEvent | LabelEvent:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidEvent(f"message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES}-byte limit")
     if NUL_ESCAPE in raw:
-        raise InvalidEvent("message contains a NUL character (\\u0000), which the store's text columns refuse")
+        raise InvalidEvent(
+            "message contains a NUL character (\\u0000), which the store's text columns refuse"
+        )
     try:
         return _DECODER.decode(raw)
     except msgspec.ValidationError as error:

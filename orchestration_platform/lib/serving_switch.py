@@ -57,7 +57,9 @@ def served_version(conn: psycopg.Connection, model_name: str) -> ServedVersion |
     return ServedVersion(*row) if row else None
 
 
-def _set_state(conn: psycopg.Connection, model_name: str, target: ServedVersion | None, previous: ServedVersion | None):
+def _set_state(
+    conn: psycopg.Connection, model_name: str, target: ServedVersion | None, previous: ServedVersion | None
+):
     with conn.transaction():
         if target is None:
             conn.execute("DELETE FROM ml.serving_state WHERE model_name = %s", (model_name,))
@@ -91,9 +93,8 @@ def verify_serving(serving_url: str, version: str | None, *, timeout_s: float = 
                 if health.status_code != 200:
                     problem = f"/healthz answered {health.status_code}: {health.text[:200]}"
                 elif str(served.get("version")) != str(version):
-                    problem = (
-                        f"/version reports {served.get('version')!r}, expected {version!r}"
-                        + (f" (last reload error: {served['last_error']})" if served.get("last_error") else "")
+                    problem = f"/version reports {served.get('version')!r}, expected {version!r}" + (
+                        f" (last reload error: {served['last_error']})" if served.get("last_error") else ""
                     )
                 else:
                     return None
@@ -149,5 +150,6 @@ def switch_serving(
                        details={"reason": problem, "rolled_back_to": rolled_to, "rollback_check": after or "ok"})  # fmt: skip
         raise DeploymentFailed(
             f"model {model_name!r} version {version} failed its checks after the switch ({problem}); serving was "
-            f"rolled back to {rolled_to}" + (f", but the rollback check also failed: {after}" if after else "")
+            f"rolled back to {rolled_to}"
+            + (f", but the rollback check also failed: {after}" if after else "")
         )

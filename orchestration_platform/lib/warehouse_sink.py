@@ -2,8 +2,9 @@
 
 `Warehouse.replace_partitions` replaces exactly the given partitions' rows in ONE transaction
 (delete, then bulk insert), so a re-run gives the same table and a failure leaves the previous
-rows in place. Bulk paths: `executemany` on sqlite3 (one transaction, tuned PRAGMAs) and `COPY`
-on PostgreSQL (psycopg 3).
+rows in place. Bulk paths: Arrow ingest through the ADBC SQLite driver (columns bound in C, one
+transaction, tuned PRAGMAs) and `COPY` on PostgreSQL (psycopg 3). All SQLite access goes through
+the ADBC driver's SQLite, so one SQLite library handles the warehouse file in a process.
 
 In SQLite a partitioned table is clustered by partition: its `row_key INTEGER PRIMARY KEY` is
 `day ordinal * 2**32 + row number`, so replacing or reading a day is a primary-key range and no
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -103,13 +104,15 @@ class Warehouse:
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
-        """A DB-API connection (sqlite3 or psycopg 3); the caller manages the transaction."""
+        """A DB-API connection in autocommit mode (ADBC SQLite or psycopg 3); callers BEGIN/COMMIT themselves."""
         if self.dialect == "sqlite":
+            import adbc_driver_sqlite.dbapi as adbc_sqlite
+
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.sqlite_path, isolation_level=None, timeout=60)
+            conn = adbc_sqlite.connect(str(self.sqlite_path), autocommit=True)
             try:
                 for pragma in SQLITE_PRAGMAS:
-                    conn.execute(pragma)
+                    _sqlite_rows(conn, pragma)
                 yield conn
             finally:
                 conn.close()
@@ -129,9 +132,9 @@ class Warehouse:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Run a read query written with `?` placeholders on either dialect."""
         with self.connect() as conn:
-            if self.dialect == "postgresql":
-                sql = sql.replace("?", "%s")
-            return list(conn.execute(sql, params).fetchall())
+            if self.dialect == "sqlite":
+                return _sqlite_rows(conn, sql, params)
+            return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
 
     def table_columns(self, table: str) -> list[str]:
         """The table's columns, or [] when it does not exist."""
@@ -164,7 +167,7 @@ class Warehouse:
             have = {row[0] for row in conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (spec.name,))}
         else:
-            have = {row[1] for row in conn.execute(f'PRAGMA table_info("{spec.name}")')}
+            have = {row[1] for row in _sqlite_rows(conn, f'PRAGMA table_info("{spec.name}")')}
         missing = [c for c in [spec.partition_column, *spec.column_names] if c not in have]
         if missing:
             raise WarehouseError(
@@ -181,32 +184,31 @@ class Warehouse:
             return self._replace_sqlite(spec, batches)
         return self._replace_postgres(spec, batches)
 
-    def _replace_sqlite(self, spec: TableSpec, batches: Mapping[str, pa.Table]) -> dict[str, int]:
-        names = ", ".join(f'"{c}"' for c in ["row_key", spec.partition_column, *spec.column_names])
-        marks = ", ".join("?" * len(spec.columns))
+    def _replace_sqlite(self, spec: TableSpec, batches: Mapping[str, PartitionRows]) -> dict[str, int]:
         written: dict[str, int] = {}
         with self.connect() as conn:
             for statement in self._create_sql(spec):
-                conn.execute(statement)
+                _sqlite_rows(conn, statement)
             self._check_schema(conn, spec)
-            conn.execute("BEGIN IMMEDIATE")
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
             try:
                 for partition, rows in batches.items():
                     low, high = partition_bounds(partition)
-                    conn.execute(f'DELETE FROM "{spec.name}" WHERE row_key BETWEEN ? AND ?', (low, high))
+                    cursor.execute(f'DELETE FROM "{spec.name}" WHERE row_key BETWEEN ? AND ?', (low, high))
                     day = dt.date.fromordinal(low // ROWS_PER_PARTITION).isoformat()  # validated, canonical
-                    insert = f'INSERT INTO "{spec.name}" ({names}) VALUES (?, \'{day}\', {marks})'
                     next_key = low
                     for table in _tables(spec, partition, rows):
-                        columns = [_sqlite_values(table[name]) for name in spec.column_names]
-                        conn.executemany(insert, zip(range(next_key, next_key + table.num_rows), *columns,
-                                                     strict=True))
+                        if table.num_rows:  # Arrow columns bound in C by the ADBC driver: no Python row objects
+                            cursor.adbc_ingest(spec.name, _sqlite_batch(spec, day, next_key, table), mode="append")
                         next_key += table.num_rows
                     written[partition] = next_key - low
-                conn.execute("COMMIT")
+                cursor.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                cursor.execute("ROLLBACK")
                 raise
+            finally:
+                cursor.close()
         return written
 
     def _replace_postgres(self, spec: TableSpec, batches: Mapping[str, pa.Table]) -> dict[str, int]:
@@ -253,8 +255,24 @@ def _tables(spec: TableSpec, partition: str, rows: PartitionRows) -> Iterator[pa
         yield table
 
 
-def _sqlite_values(column: pa.ChunkedArray) -> list:
-    """Python values for sqlite3: timestamps as ISO-8601 UTC text."""
-    if pa.types.is_timestamp(column.type):
-        column = _iso_text(column)
-    return column.to_pylist()
+def _sqlite_rows(conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """Execute on an ADBC SQLite connection; the rows, if the statement returns any."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, tuple(params) if params else None)
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        cursor.close()
+
+
+def _sqlite_batch(spec: TableSpec, day: str, first_key: int, table: pa.Table) -> pa.Table:
+    """The rows as SQLite stores them: row_key, partition, the columns; timestamps as ISO-8601 UTC text."""
+    rows = table.num_rows
+    columns = {
+        "row_key": pa.array(np.arange(first_key, first_key + rows, dtype=np.int64)),
+        spec.partition_column: pa.repeat(pa.scalar(day, pa.string()), rows),
+    }
+    for name in spec.column_names:
+        column = table[name]
+        columns[name] = _iso_text(column) if pa.types.is_timestamp(column.type) else column
+    return pa.table(columns)

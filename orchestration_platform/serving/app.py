@@ -120,7 +120,9 @@ def _settings() -> tuple[str, str, str]:
     from orchestration_platform.settings import get_settings
 
     settings = get_settings()
-    artifact_root = os.environ.get("MLFLOW_ARTIFACT_ROOT", "").strip() or str(settings.data_dir / "mlflow-artifacts")
+    artifact_root = os.environ.get("MLFLOW_ARTIFACT_ROOT", "").strip() or str(
+        settings.data_dir / "mlflow-artifacts"
+    )
     return settings.postgres_url, os.environ.get("SERVING_MODEL_NAME", "fraud_detector"), artifact_root
 
 

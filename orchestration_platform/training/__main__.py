@@ -42,7 +42,9 @@ def main() -> int:
         seed = int(pipes.extras.get("seed", 0))
         with psycopg.connect(postgres_url, application_name="ml-training", autocommit=True) as conn:
             rows = load_labelled_features(conn, start, end)
-            pipes.log.info(f"loaded {len(rows)} labelled feature rows for {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}")
+            pipes.log.info(
+                f"loaded {len(rows)} labelled feature rows for {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+            )
             try:
                 window = split_window(rows, int(pipes.extras.get("holdout_hours", 1)))
             except NotEnoughData as error:
@@ -56,7 +58,9 @@ def main() -> int:
         pipes.log.info(f"training on {len(window.train)} rows from {len(window.train_hours)} hours")
         model = train_model(window.train, seed=seed)
         candidate = evaluate(model, window.holdout)
-        pipes.log.info(f"candidate on holdout: ROC AUC {candidate['roc_auc']:.4f}, AP {candidate['average_precision']:.4f}")
+        pipes.log.info(
+            f"candidate on holdout: ROC AUC {candidate['roc_auc']:.4f}, AP {candidate['average_precision']:.4f}"
+        )
         registry = ModelRegistry(postgres_url, pipes.get_extra("artifact_root"), model_name)
         served_metrics = None
         if served is not None:
@@ -73,7 +77,11 @@ def main() -> int:
         registered = registry.register(
             model,
             metrics={f"holdout_{k}": v for k, v in candidate.items()},
-            params={"algorithm": "HistGradientBoostingClassifier", "seed": seed, "train_rows": len(window.train)},
+            params={
+                "algorithm": "HistGradientBoostingClassifier",
+                "seed": seed,
+                "train_rows": len(window.train),
+            },
             tags={
                 "feature_partitions": ",".join(partition_keys),
                 "holdout_partitions": ",".join(f"{h:%Y-%m-%d-%H:%M}" for h in window.holdout_hours),
@@ -83,7 +91,9 @@ def main() -> int:
                 "compared_with_version": served.version if served else "none",
             },
         )
-        pipes.log.info(f"registered {model_name} version {registered.version} ({registered.fingerprint[:12]})")
+        pipes.log.info(
+            f"registered {model_name} version {registered.version} ({registered.fingerprint[:12]})"
+        )
         check_metadata = {
             "candidate_roc_auc": verdict.candidate_roc_auc,
             "served_version": verdict.served_version or "none",
@@ -92,7 +102,9 @@ def main() -> int:
         }
         if verdict.served_roc_auc is not None:
             check_metadata["served_roc_auc"] = verdict.served_roc_auc
-        pipes.report_asset_check("beats_served_model", passed=verdict.passed, severity="ERROR", metadata=check_metadata)
+        pipes.report_asset_check(
+            "beats_served_model", passed=verdict.passed, severity="ERROR", metadata=check_metadata
+        )
         pipes.report_asset_materialization(
             metadata={
                 "model_name": model_name,

@@ -108,6 +108,7 @@ def test_symlinks_outside_paths_and_unusable_files_are_skipped_with_a_reason(ing
     os.mkfifo(zone / "2026-02-08.csv")
     _drop(zone, "no_day_in_name.csv")
     _drop(zone, "daily_cases_2099-01-01.csv")
+    _drop(zone, "daily_cases_2026-02-30.csv")
     _drop(zone, "2026-02-09.csv", text="")
     with dg.instance_for_test() as instance:
         requests, cursor, skip = _tick(instance, None)
@@ -119,6 +120,7 @@ def test_symlinks_outside_paths_and_unusable_files_are_skipped_with_a_reason(ing
             "no_day_in_name.csv has no day in its name",
             "daily_cases_2099-01-01.csv names day 2099-01-01, outside the ingested days",
             "2026-02-09.csv is empty",
+            "daily_cases_2026-02-30.csv names day '2026-02-30', which is not a date",
         ):
             assert expected in skip
         _, _, skip_again = _tick(instance, cursor)

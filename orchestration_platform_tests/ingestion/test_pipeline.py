@@ -138,10 +138,11 @@ def test_transient_faults_that_never_stop_fail_after_the_attempts(materialize_da
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE",
                        f"{ingestion_env['sources']}/csv/daily_cases/{{date}}.csv?fault=503")
     config = {"ops": {"ingestion__raw_daily_cases": {"config": {"backoff_s": 0.01, "attempts": 3,
-                                                                "step_retries": 0}}}}
+                                                                "step_retries": 1, "step_retry_wait_s": 0.1}}}}
     result = materialize_days(DAY, run_config=config, raise_on_error=False)
     failure = result.failure_data_for_node("ingestion__raw_daily_cases")
     assert "HTTP 503" in failure.error.message and "gave up after 3 attempts" in failure.error.message
+    assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
 
 
 def test_a_day_the_source_does_not_have_fails_clearly(materialize_days, ingestion_env, monkeypatch) -> None:
@@ -175,3 +176,26 @@ def test_a_source_down_longer_than_the_attempts_gets_the_whole_step_retried(mate
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(retries) == 1  # two attempts failed, the step ran again and its second attempt got the file
     assert _materialization(result, RAW_KEY).metadata["attempts"].value == 2
+
+
+def test_a_landed_file_outside_the_zone_is_refused_by_the_run_too(materialize_days, ingestion_env, tmp_path) -> None:
+    outside = tmp_path / "elsewhere" / f"{DAY}.csv"
+    outside.parent.mkdir()
+    outside.write_bytes(daily_cases_csv(dt.date.fromisoformat(DAY)))
+    config = {"ops": {"ingestion__raw_daily_cases": {"config": {"landed_file": str(outside)}}}}
+    result = materialize_days(DAY, run_config=config, raise_on_error=False)
+    message = result.failure_data_for_node("ingestion__raw_daily_cases").error.message
+    assert "is outside the landing zone" in message and not raw_file_path(DAY).exists()
+
+
+def test_a_range_with_missing_days_names_every_missing_day(materialize_days, ingestion_env, tmp_path,
+                                                           monkeypatch) -> None:
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    for day in ("2026-03-01", "2026-03-03"):
+        (feed / f"{day}.csv").write_bytes(daily_cases_csv(dt.date.fromisoformat(day)))
+    monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE", f"file://{feed}/{{date}}.csv")
+    result = materialize_days("2026-03-01", "2026-03-04", raise_on_error=False)
+    message = result.failure_data_for_node("ingestion__raw_daily_cases").error.message
+    assert "2 of 4 file(s) could not be downloaded" in message
+    assert "2026-03-02" in message and "2026-03-04" in message

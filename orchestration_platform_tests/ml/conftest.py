@@ -57,8 +57,12 @@ def ml_resources(ml_env: dict, kafka_bootstrap: str) -> dict:
     return {
         "postgres": PostgresResource(url=ml_env["postgres_url"]),
         # Group joins take session.timeout.ms / 2 on tansu: short timeouts keep tests fast (FACTS.md).
-        "kafka": KafkaResource(bootstrap_servers=kafka_bootstrap, session_timeout_ms=2000, heartbeat_interval_ms=500),
-        "model_registry": ModelRegistryResource(postgres_url=ml_env["postgres_url"], artifact_root=ml_env["artifact_root"]),
+        "kafka": KafkaResource(
+            bootstrap_servers=kafka_bootstrap, session_timeout_ms=2000, heartbeat_interval_ms=500
+        ),
+        "model_registry": ModelRegistryResource(
+            postgres_url=ml_env["postgres_url"], artifact_root=ml_env["artifact_root"]
+        ),
         "training_launcher": TrainingLauncher(mode="subprocess"),
         "alert_webhook": AlertWebhookResource(),
     }
@@ -70,7 +74,9 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield test_instance
 
 
-def produce_hours(bootstrap: str, topic: str, *, hours: int, per_hour: int, seed: int = 7, start: datetime = DAY) -> list[dict]:
+def produce_hours(
+    bootstrap: str, topic: str, *, hours: int, per_hour: int, seed: int = 7, start: datetime = DAY
+) -> list[dict]:
     """Produce `per_hour` transactions in each of `hours` hours from `start`, then all their labels."""
     events = generate_events(hours * per_hour, start, start + timedelta(hours=hours), seed=seed)
     produce_events(bootstrap, topic, events)

@@ -11,8 +11,12 @@ from orchestration_platform.lib.event_store import consume_batch, consumer_confi
 
 if __name__ == "__main__":
     postgres_url, bootstrap, topic = sys.argv[1:4]
-    config = consumer_config(bootstrap, "crash-test", {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500})
+    config = consumer_config(
+        bootstrap, "crash-test", {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
+    )
     while True:
-        stats = consume_batch(postgres_url, config, topic, max_messages=4_000, chunk_size=300, idle_timeout_s=1.0)
+        stats = consume_batch(
+            postgres_url, config, topic, max_messages=4_000, chunk_size=300, idle_timeout_s=1.0
+        )
         if stats.consumed == 0 and stats.lag == 0:
             break

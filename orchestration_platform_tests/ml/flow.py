@@ -21,7 +21,10 @@ def consume(resources: dict, instance: dg.DagsterInstance, max_messages: int = 1
         run_config={"ops": {"ml__payment_events": {"config": {"max_messages": max_messages}}}},
     )
     assert result.success
-    return {k: v.value for k, v in result.asset_materializations_for_node("ml__payment_events")[0].metadata.items()}
+    return {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("ml__payment_events")[0].metadata.items()
+    }
 
 
 def compute_hour(resources: dict, instance: dg.DagsterInstance, hour: datetime, raise_on_error: bool = True):
@@ -39,7 +42,9 @@ def compute_hours(resources: dict, instance: dg.DagsterInstance, start: datetime
         assert compute_hour(resources, instance, start + timedelta(hours=i)).success
 
 
-def train(resources: dict, instance: dg.DagsterInstance, window_end: datetime, window_hours: int, seed: int = 0):
+def train(
+    resources: dict, instance: dg.DagsterInstance, window_end: datetime, window_hours: int, seed: int = 0
+):
     """Train and (if it passes evaluation) offer for approval, as the `train_candidate_model` job does."""
     return dg.materialize(
         [candidate_model, model_approval_request],
@@ -48,7 +53,11 @@ def train(resources: dict, instance: dg.DagsterInstance, window_end: datetime, w
         run_config={
             "ops": {
                 "ml__candidate_model": {
-                    "config": {"window_end": window_end.isoformat(), "window_hours": window_hours, "seed": seed}
+                    "config": {
+                        "window_end": window_end.isoformat(),
+                        "window_hours": window_hours,
+                        "seed": seed,
+                    }
                 }
             }
         },
@@ -57,7 +66,9 @@ def train(resources: dict, instance: dg.DagsterInstance, window_end: datetime, w
 
 
 def deploy(resources: dict, instance: dg.DagsterInstance, run_config: dict):
-    return dg.materialize([served_model], resources=resources, instance=instance, run_config=run_config, raise_on_error=False)
+    return dg.materialize(
+        [served_model], resources=resources, instance=instance, run_config=run_config, raise_on_error=False
+    )
 
 
 def candidate_version(result) -> str:

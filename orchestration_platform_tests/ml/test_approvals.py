@@ -40,11 +40,16 @@ def test_approve_then_only_that_version_with_those_files_may_deploy(conn):
                       source="cli", now=NOW + timedelta(hours=1))  # fmt: skip
     assert approved.status == "approved" and approved.reviewer == "alice"
     assert [a.version for a in approved_waiting(conn)] == ["3"]
-    assert authorize_deployment(conn, model_name=MODEL, version="3", fingerprint=offered.fingerprint).id == offered.id
+    assert (
+        authorize_deployment(conn, model_name=MODEL, version="3", fingerprint=offered.fingerprint).id
+        == offered.id
+    )
     with pytest.raises(ApprovalError, match="mismatched version"):
         authorize_deployment(conn, model_name=MODEL, version="3", fingerprint="tampered-files")
     with pytest.raises(ApprovalError, match="is approved by alice"):
-        decide(conn, model_name=MODEL, version="3", decision="reject", reviewer="mallory", source="cli", now=NOW)
+        decide(
+            conn, model_name=MODEL, version="3", decision="reject", reviewer="mallory", source="cli", now=NOW
+        )
 
 
 def test_a_rejected_version_never_deploys(conn):
@@ -70,13 +75,19 @@ def test_an_expired_approval_cannot_be_decided_nor_deployed(conn):
 
 def test_forged_and_stale_versions_are_refused(conn):
     _offer(conn, "7")
-    with pytest.raises(ApprovalError, match=r"no approval was requested .* version .70. \(pending versions: 7\)"):
-        decide(conn, model_name=MODEL, version="70", decision="approve", reviewer="eve", source="cli", now=NOW)
+    with pytest.raises(
+        ApprovalError, match=r"no approval was requested .* version .70. \(pending versions: 7\)"
+    ):
+        decide(
+            conn, model_name=MODEL, version="70", decision="approve", reviewer="eve", source="cli", now=NOW
+        )
     with pytest.raises(ApprovalError, match="no approval exists"):
         authorize_deployment(conn, model_name=MODEL, version="70", fingerprint="x")
     _offer(conn, "8")  # a newer candidate supersedes the older pending one
     with pytest.raises(ApprovalError, match="version 7 is superseded"):
-        decide(conn, model_name=MODEL, version="7", decision="approve", reviewer="dave", source="cli", now=NOW)
+        decide(
+            conn, model_name=MODEL, version="7", decision="approve", reviewer="dave", source="cli", now=NOW
+        )
     with pytest.raises(ApprovalError, match="must not change"):
         _offer(conn, "8", fingerprint="different-files")
 

@@ -22,7 +22,9 @@ from orchestration_platform_tests.ml.conftest import DAY, produce_hours
 CLI = str(Path(sys.executable).parent / "orchestration-platform")
 
 
-def test_events_to_prediction_by_the_approved_model(kafka_bootstrap, ml_env, ml_resources, instance, serving, serving_resource):
+def test_events_to_prediction_by_the_approved_model(
+    kafka_bootstrap, ml_env, ml_resources, instance, serving, serving_resource
+):
     produce_hours(kafka_bootstrap, ml_env["topic"], hours=4, per_hour=1500)
     stored = flow.consume(ml_resources, instance)
     assert stored["transactions_stored"] == 6000 and stored["labels_stored"] == 6000
@@ -31,10 +33,17 @@ def test_events_to_prediction_by_the_approved_model(kafka_bootstrap, ml_env, ml_
     # The sensor asks for exactly the four closed hours that received events.
     with dg.build_sensor_context(instance=instance, resources=ml_resources) as context:
         requested = stale_feature_hours(context).run_requests
-    assert sorted(r.partition_key for r in requested) == [f"{DAY + timedelta(hours=h):%Y-%m-%d-%H:%M}" for h in range(4)]
+    assert sorted(r.partition_key for r in requested) == [
+        f"{DAY + timedelta(hours=h):%Y-%m-%d-%H:%M}" for h in range(4)
+    ]
     for request in requested:
-        assert flow.compute_hour(ml_resources, instance, dg.HourlyPartitionsDefinition(
-            start_date="2026-01-01-00:00").time_window_for_partition_key(request.partition_key).start).success
+        assert flow.compute_hour(
+            ml_resources,
+            instance,
+            dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00")
+            .time_window_for_partition_key(request.partition_key)
+            .start,
+        ).success
     with dg.build_sensor_context(instance=instance, resources=ml_resources) as context:
         assert not stale_feature_hours(context).run_requests  # nothing left to recompute
 

@@ -67,7 +67,12 @@ def test_every_event_is_stored_exactly_once_when_the_consumer_is_killed(kafka_bo
     assert total == len(events) and distinct == len(events)
     assert next_offset == len(events)  # the stored position is exactly the end of the topic
     with psycopg.connect(ml_env["postgres_url"]) as conn:
-        ids = {r[0] for r in conn.execute("SELECT event_id FROM ml.transactions UNION ALL SELECT event_id FROM ml.labels")}
+        ids = {
+            r[0]
+            for r in conn.execute(
+                "SELECT event_id FROM ml.transactions UNION ALL SELECT event_id FROM ml.labels"
+            )
+        }
     assert ids == {e["event_id"] for e in events}
 
 
@@ -90,7 +95,9 @@ def test_poison_messages_go_to_dead_letters_and_the_stream_continues(kafka_boots
     assert stats.dead_letters == 6 and stats.transactions == 51 and stats.labels == 50 and stats.lag == 0
     with psycopg.connect(ml_env["postgres_url"]) as conn:
         reasons = [r[0] for r in conn.execute("SELECT reason FROM ml.dead_letters ORDER BY kafka_offset")]
-        stored_payload = conn.execute("SELECT payload FROM ml.dead_letters ORDER BY kafka_offset LIMIT 1").fetchone()[0]
+        stored_payload = conn.execute(
+            "SELECT payload FROM ml.dead_letters ORDER BY kafka_offset LIMIT 1"
+        ).fetchone()[0]
         assert conn.execute("SELECT 1 FROM ml.transactions WHERE event_id = 'ev-late-valid'").fetchone()
     assert bytes(stored_payload) == b"{not json"  # kept as received, for replay after a fix
     assert reasons[0].startswith("not JSON") and "`$.amount`" in reasons[1] and "card_id" in reasons[2]

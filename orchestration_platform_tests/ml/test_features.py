@@ -36,7 +36,10 @@ def test_recomputing_an_hour_gives_the_same_rows(kafka_bootstrap, ml_env, ml_res
     assert _hour_rows(ml_env["postgres_url"], DAY) == rows and len(rows) == 400
     meta = second.asset_materializations_for_node("ml__transaction_features")[0].metadata
     assert meta["rows"].value == 400 and meta["rows_replaced"].value == 400
-    assert first.asset_materializations_for_node("ml__transaction_features")[0].metadata["rows_replaced"].value == 0
+    assert (
+        first.asset_materializations_for_node("ml__transaction_features")[0].metadata["rows_replaced"].value
+        == 0
+    )
     # The other hour is untouched by either run, and still waits for its own run.
     assert _hour_rows(ml_env["postgres_url"], DAY + timedelta(hours=1)) == []
     assert _stale(ml_env["postgres_url"]) == [DAY + timedelta(hours=1)]

@@ -39,12 +39,21 @@ def test_lag_sensor_requests_consumption_past_the_threshold_and_reports_the_lag(
     monkeypatch.setenv("ML_CONSUME_INTERVAL_S", "3600")
     # One record per produce request: tansu's high watermark counts a whole record batch as one offset.
     unbatched = {"linger.ms": 0, "batch.num.messages": 1}
-    produce_events(kafka_bootstrap, ml_env["topic"], generate_events(100, DAY, DAY + timedelta(hours=1)), extra=unbatched)
-    first = _tick(payment_events_lag, instance, ml_resources, cursor=json.dumps({"last_request": time.time()}))
+    produce_events(
+        kafka_bootstrap, ml_env["topic"], generate_events(100, DAY, DAY + timedelta(hours=1)), extra=unbatched
+    )
+    first = _tick(
+        payment_events_lag, instance, ml_resources, cursor=json.dumps({"last_request": time.time()})
+    )
     assert first.run_requests == [] and first.asset_events[0].metadata["consumer_lag"].value == 200
     due = _tick(payment_events_lag, instance, ml_resources, cursor=json.dumps({"last_request": 0}))
     assert len(due.run_requests) == 1  # lag > 0 and the interval has passed
-    produce_events(kafka_bootstrap, ml_env["topic"], generate_events(200, DAY, DAY + timedelta(hours=1), seed=8), extra=unbatched)
+    produce_events(
+        kafka_bootstrap,
+        ml_env["topic"],
+        generate_events(200, DAY, DAY + timedelta(hours=1), seed=8),
+        extra=unbatched,
+    )
     busy = _tick(payment_events_lag, instance, ml_resources, cursor=due.cursor)
     assert len(busy.run_requests) == 1 and busy.run_requests[0].tags["ml/consumer_lag"] == "600"
     flow.consume(ml_resources, instance)
@@ -109,14 +118,18 @@ def test_every_ml_command_has_help(command):
 
 
 def test_cli_decisions_on_unknown_versions_fail_clearly(ml_env):
-    result = subprocess.run([CLI, "approve", "42", "--reviewer", "eve"], capture_output=True, text=True, env=os.environ)
+    result = subprocess.run(
+        [CLI, "approve", "42", "--reviewer", "eve"], capture_output=True, text=True, env=os.environ
+    )
     assert result.returncode == 1
     assert "no approval was requested for model 'fraud_detector' version '42'" in result.stderr
     listing = subprocess.run([CLI, "approvals"], capture_output=True, text=True, env=os.environ, check=True)
     assert "no pending approvals" in listing.stdout
 
 
-def test_produce_events_streams_valid_events_at_the_requested_rate(kafka_bootstrap, ml_env, ml_resources, instance):
+def test_produce_events_streams_valid_events_at_the_requested_rate(
+    kafka_bootstrap, ml_env, ml_resources, instance
+):
     result = subprocess.run(
         [CLI, "produce-events", "--rate", "200", "--duration", "2", "--label-delay", "0.5", "--seed", "3"],
         capture_output=True, text=True, env=os.environ, timeout=60,

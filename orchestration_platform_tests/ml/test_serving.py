@@ -47,7 +47,9 @@ def _switch(ml_env, serving, registry, version, fingerprint):
 
 def _status(ml_env, version) -> str:
     with psycopg.connect(ml_env["postgres_url"]) as conn:
-        return conn.execute("SELECT status FROM ml.model_approvals WHERE version = %s", (version,)).fetchone()[0]
+        return conn.execute(
+            "SELECT status FROM ml.model_approvals WHERE version = %s", (version,)
+        ).fetchone()[0]
 
 
 def test_input_is_validated_before_any_model_is_needed(serving):
@@ -56,9 +58,19 @@ def test_input_is_validated_before_any_model_is_needed(serving):
     assert serving.post("/predict", json={"transactions": [TRANSACTION]}).status_code == 503
     bad = serving.post("/predict", json={"transactions": [{**TRANSACTION, "amount": -1}]})
     assert bad.status_code == 422 and "amount" in bad.text
-    assert serving.post("/predict", json={"transactions": [{**TRANSACTION, "occurred_at": "2026-03-02T10:00:00"}]}).status_code == 422
+    assert (
+        serving.post(
+            "/predict", json={"transactions": [{**TRANSACTION, "occurred_at": "2026-03-02T10:00:00"}]}
+        ).status_code
+        == 422
+    )
     assert serving.post("/predict", json={"transactions": []}).status_code == 422
-    assert serving.post("/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert (
+        serving.post(
+            "/predict", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
     huge = serving.post("/predict", json={"transactions": [TRANSACTION] * 200})  # ~30 kB > the 20 kB limit
     assert huge.status_code == 413 and "fewer transactions" in huge.text
 
@@ -74,7 +86,9 @@ def test_switch_verifies_the_new_version_and_rolls_back_when_it_fails(ml_env, se
 
     # Version 2 is approved, but its files break after approval: it fails to load, serving keeps v1.
     _, v2, fp2 = _register_approved(ml_env, seed=2)
-    model_dir = Path(registry.client.get_model_version_download_uri(registry.model_name, v2).removeprefix("file://"))
+    model_dir = Path(
+        registry.client.get_model_version_download_uri(registry.model_name, v2).removeprefix("file://")
+    )
     with pytest.raises(ApprovalError, match="mismatched"):  # the deployment recomputes the hash first
         corrupted = model_dir / "MLmodel"
         original = corrupted.read_text()
@@ -93,5 +107,7 @@ def test_switch_verifies_the_new_version_and_rolls_back_when_it_fails(ml_env, se
     with psycopg.connect(ml_env["postgres_url"]) as conn:
         state = conn.execute("SELECT version, previous_version FROM ml.serving_state").fetchone()
     assert state == (v1, None)
-    with pytest.raises(ApprovalError, match="rolled_back, not approved"):  # a failed version needs a new approval
+    with pytest.raises(
+        ApprovalError, match="rolled_back, not approved"
+    ):  # a failed version needs a new approval
         _switch(ml_env, serving, registry, v2, fp2)

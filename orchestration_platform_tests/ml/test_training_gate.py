@@ -27,10 +27,14 @@ def _produce_noise_hours(bootstrap: str, topic: str, start, hours: int, per_hour
     produce_events(bootstrap, topic, events + labels)
 
 
-def test_training_evaluation_and_the_gate(kafka_bootstrap, ml_env, ml_resources, instance, serving_resource, serving):
+def test_training_evaluation_and_the_gate(
+    kafka_bootstrap, ml_env, ml_resources, instance, serving_resource, serving
+):
     produce_hours(kafka_bootstrap, ml_env["topic"], hours=4, per_hour=1000, seed=1)
     _produce_noise_hours(kafka_bootstrap, ml_env["topic"], DAY + timedelta(hours=4), 3, 1000)
-    produce_hours(kafka_bootstrap, ml_env["topic"], hours=1, per_hour=1000, seed=2, start=DAY + timedelta(hours=7))
+    produce_hours(
+        kafka_bootstrap, ml_env["topic"], hours=1, per_hour=1000, seed=2, start=DAY + timedelta(hours=7)
+    )
     flow.consume(ml_resources, instance)
     flow.compute_hours(ml_resources, instance, DAY, 8)
     resources = {**ml_resources, "model_serving": serving_resource}
@@ -56,7 +60,9 @@ def test_training_evaluation_and_the_gate(kafka_bootstrap, ml_env, ml_resources,
     assert decision.success
     audit = [e for e in decision.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
     assert audit[0].event_specific_data.materialization.metadata["reviewer"].value == "alice@example.com"
-    assert flow.deploy(resources, instance, {"ops": {"ml__served_model": {"config": {"version": v1}}}}).success
+    assert flow.deploy(
+        resources, instance, {"ops": {"ml__served_model": {"config": {"version": v1}}}}
+    ).success
 
     # A candidate trained on noise is worse than the served model on the same holdout: never offered.
     second = flow.train(resources, instance, DAY + timedelta(hours=8), 4)
@@ -67,12 +73,19 @@ def test_training_evaluation_and_the_gate(kafka_bootstrap, ml_env, ml_resources,
     assert check.metadata["served_version"].value == v1
     assert ml_resources["model_registry"].open().tags(v2)["evaluation"] == "worse"
     assert not second.asset_materializations_for_node("ml__model_approval_request")
-    with psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn, pytest.raises(ApprovalError, match="no approval was requested"):
-        decide(conn, model_name="fraud_detector", version=v2, decision="approve", reviewer="eve", source="cli")
+    with (
+        psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn,
+        pytest.raises(ApprovalError, match="no approval was requested"),
+    ):
+        decide(
+            conn, model_name="fraud_detector", version=v2, decision="approve", reviewer="eve", source="cli"
+        )
 
     # Launching the deployment by hand for an unapproved (or made-up) version is refused; v1 keeps serving.
     for version in (v2, "999"):
-        attempt = flow.deploy(resources, instance, {"ops": {"ml__served_model": {"config": {"version": version}}}})
+        attempt = flow.deploy(
+            resources, instance, {"ops": {"ml__served_model": {"config": {"version": version}}}}
+        )
         assert not attempt.success
     failures = [e for e in attempt.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "999" in failures[0].event_specific_data.error.message
@@ -89,7 +102,9 @@ def test_training_evaluation_and_the_gate(kafka_bootstrap, ml_env, ml_resources,
     assert f"version {v1} is deployed by alice@example.com" in refusal.event_specific_data.error.message
 
 
-def test_training_without_enough_labelled_hours_says_what_is_missing(kafka_bootstrap, ml_env, ml_resources, instance):
+def test_training_without_enough_labelled_hours_says_what_is_missing(
+    kafka_bootstrap, ml_env, ml_resources, instance
+):
     produce_hours(kafka_bootstrap, ml_env["topic"], hours=1, per_hour=300)
     flow.consume(ml_resources, instance)
     flow.compute_hours(ml_resources, instance, DAY, 1)

@@ -24,6 +24,7 @@ RAW_KEY = dg.AssetKey(["ingestion", "raw_daily_cases"])
 CLEANED_KEY = dg.AssetKey(["ingestion", "cleaned_daily_cases"])
 SUMMARY_KEY = dg.AssetKey(["ingestion", "daily_regional_summary"])
 DOWNLOAD_THREADS = 8
+PROGRESS_EVERY = 50  # days between progress lines in a long backfill
 
 
 def raw_file_path(partition: str) -> Path:
@@ -100,16 +101,19 @@ def raw_daily_cases(context: dg.AssetExecutionContext, config: RawDailyCasesConf
     files, failures = {}, {}
     with client, ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(partitions))) as pool:
         futures = {partition: pool.submit(fetch, partition) for partition in partitions}
-        for partition, future in futures.items():
+        for done, (partition, future) in enumerate(futures.items(), start=1):
             try:
                 files[partition] = future.result()
             except (DownloadError, TransientDownloadError, httpx.HTTPError) as error:
                 failures[partition] = error
+            if done % PROGRESS_EVERY == 0:
+                context.log.info(f"downloaded {done} of {len(partitions)} day(s)")
     if failures:
         summary = "; ".join(f"{p}: {e}" for p, e in sorted(failures.items())[:5])
         message = f"{len(failures)} of {len(partitions)} file(s) could not be downloaded: {summary}"
-        if all(isinstance(e, TransientDownloadError) for e in failures.values()) and config.step_retries:
-            context.log.warning(message)
+        transient = all(isinstance(e, TransientDownloadError) for e in failures.values())
+        if transient and context.retry_number < config.step_retries:
+            context.log.warning(f"{message}; retrying the step in {config.step_retry_wait_s:.0f}s")
             raise dg.RetryRequested(max_retries=config.step_retries, seconds_to_wait=config.step_retry_wait_s)
         raise dg.Failure(message)
     total = sum(f.size_bytes for f in files.values())
@@ -159,7 +163,9 @@ def cleaned_daily_cases(context: dg.AssetExecutionContext, warehouse: WarehouseR
     partitions = context.partition_keys
     batches, rows_in, nulled = {}, 0, 0
     dropped = dict.fromkeys(DROP_REASONS, 0)
-    for partition in partitions:
+    for done, partition in enumerate(partitions, start=1):
+        if done % PROGRESS_EVERY == 0:
+            context.log.info(f"cleaned {done} of {len(partitions)} day(s)")
         path = raw_file_path(partition)
         if not path.is_file():
             raise dg.Failure(f"no raw file for {partition} at {path}: materialize raw_daily_cases for it first")

@@ -35,7 +35,7 @@ def cleaned_daily_cases_checks(
     """Audit the stored partitions of this run (or the latest stored day when run on its own)."""
     from orchestration_platform.lib.daily_cases import (
         CLEANED_TABLE,
-        audit_partition,
+        audit_partitions,
         history_before,
         missing_columns,
         row_count_is_anomalous,
@@ -59,7 +59,7 @@ def cleaned_daily_cases_checks(
     else:
         latest = store.query(f'SELECT max({CLEANED_TABLE.partition_column}) FROM "{CLEANED_TABLE.name}"')[0][0]
         partitions = [str(latest)] if latest else []
-    audits = [audit_partition(store, p) for p in partitions]
+    audits = audit_partitions(store, partitions)
     checked = ", ".join(partitions[:3]) + (f" ... ({len(partitions)} days)" if len(partitions) > 3 else "")
 
     def bad_days(field: str) -> list[str]:

@@ -26,7 +26,10 @@ class AlertWebhookResource(dg.ConfigurableResource):
             log.warning("alert (no ALERT_WEBHOOK_URL configured): %s", payload.get("text"))
             return False
         request = urllib.request.Request(
-            self.url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+            self.url,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:

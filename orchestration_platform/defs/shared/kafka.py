@@ -33,5 +33,8 @@ class KafkaResource(dg.ConfigurableResource):
         from orchestration_platform.lib.event_store import consumer_config
 
         extra = {k: v for k, v in self.client_config().items() if k != "bootstrap.servers"}
-        extra |= {"session.timeout.ms": self.session_timeout_ms, "heartbeat.interval.ms": self.heartbeat_interval_ms}
+        extra |= {
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": self.heartbeat_interval_ms,
+        }
         return consumer_config(self.bootstrap_servers, group, extra)

@@ -1,0 +1,26 @@
+"""The ML resource bindings per deployment: production trains in Kubernetes Jobs, never in-process."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from orchestration_platform.defs.shared.resources import resources_for
+from orchestration_platform.defs.shared.training_launcher import TrainingLauncher
+
+
+def test_each_deployment_binds_every_ml_resource(monkeypatch):
+    monkeypatch.setenv("TRAINING_IMAGE", "ghcr.io/acme/orchestration-platform:0.1.0")
+    for deployment in ("local", "test", "prod"):
+        bound = resources_for(deployment)
+        assert {"kafka", "model_registry", "training_launcher", "model_serving", "alert_webhook"} <= set(
+            bound
+        )
+    prod = resources_for("prod")["training_launcher"]
+    assert prod.mode == "kubernetes" and prod.image == "ghcr.io/acme/orchestration-platform:0.1.0"
+    assert resources_for("test")["training_launcher"].mode == "subprocess"
+
+
+def test_kubernetes_training_without_an_image_says_which_setting_to_set():
+    with pytest.raises(dg.Failure, match="TRAINING_IMAGE"):
+        TrainingLauncher(mode="kubernetes").run(None, extras={}, env={})  # type: ignore[arg-type]
