@@ -28,7 +28,7 @@ def test_events_to_prediction_by_the_approved_model(
     produce_hours(kafka_bootstrap, ml_env["topic"], hours=4, per_hour=1500)
     stored = flow.consume(ml_resources, instance)
     assert stored["transactions_stored"] == 6000 and stored["labels_stored"] == 6000
-    assert stored["dead_letters"] == 0 and stored["lag_after"] == 0
+    assert stored["dead_letters"] == 0 and stored["lag_after"] == 0 and stored["hours_touched"] == 4
 
     # The sensor asks for exactly the four closed hours that received events.
     with dg.build_sensor_context(instance=instance, resources=ml_resources) as context:
