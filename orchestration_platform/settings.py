@@ -24,6 +24,8 @@ an environment variable listed here; nothing is changed by editing code.
 | TRAINING_IMAGE | image of the training Job in `prod` (pinned tag or digest) | unset |
 | TRAINING_NAMESPACE | namespace of the training Job in `prod` | `default` |
 | TRAINING_SERVICE_ACCOUNT | service account of the training Job in `prod` | `orchestration-platform-training` |
+| TRAINING_CPU, TRAINING_MEMORY | CPU and memory of the training Job in `prod` | `1`, `2Gi` |
+| PLATFORM_DATA_CLAIM | PersistentVolumeClaim with PLATFORM_DATA_DIR, mounted into training Jobs in `prod` | unset |
 | PLATFORM_SECRET_NAME | Secret whose keys (POSTGRES_URL, ...) the training Job gets in `prod` | `orchestration-platform` |
 """
 
@@ -85,6 +87,9 @@ class Settings:
     training_namespace: str = "default"
     training_service_account: str = "orchestration-platform-training"
     platform_secret_name: str = "orchestration-platform"
+    training_cpu: str = "1"
+    training_memory: str = "2Gi"
+    data_volume_claim: str = ""
 
     @property
     def postgres_url(self) -> str:
@@ -128,4 +133,7 @@ def get_settings() -> Settings:
         training_namespace=_env("TRAINING_NAMESPACE", "default"),
         training_service_account=_env("TRAINING_SERVICE_ACCOUNT", "orchestration-platform-training"),
         platform_secret_name=_env("PLATFORM_SECRET_NAME", "orchestration-platform"),
+        training_cpu=_env("TRAINING_CPU", "1"),
+        training_memory=_env("TRAINING_MEMORY", "2Gi"),
+        data_volume_claim=_env("PLATFORM_DATA_CLAIM", ""),
     )

@@ -183,6 +183,11 @@ def test_prod_training_is_a_restricted_pipes_pod_in_the_release_namespace(
     assert "DAGSTER_PIPES_CONTEXT" in env and "DAGSTER_PIPES_MESSAGES" in env  # Pipes talks to this container
     assert spec["serviceAccountName"] == prod_env["TRAINING_SERVICE_ACCOUNT"]
     assert spec["restartPolicy"] == "Never"
+    # The chart's sizing and shared data volume reach the pod: model files outlive it, for serving.
+    assert container["resources"]["limits"]["cpu"] == prod_env["TRAINING_CPU"]
+    assert container["resources"]["limits"]["memory"] == prod_env["TRAINING_MEMORY"]
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == [prod_env["PLATFORM_DATA_CLAIM"]]
     assert manifest["metadata"]["labels"]["app.kubernetes.io/name"] == "dagster"  # NetworkPolicy selector
     sent = json.dumps(pod)
     for secret in SECRET_ENV.values():

@@ -61,6 +61,10 @@ def _ml_resources(deployment: Deployment) -> dict[str, Any]:
                 namespace=settings.training_namespace,
                 service_account=settings.training_service_account,
                 secret_name=settings.platform_secret_name,
+                cpu=settings.training_cpu,
+                memory=settings.training_memory,
+                data_volume_claim=settings.data_volume_claim,
+                data_dir=str(settings.data_dir),
             ),
             "model_serving": ServingEndpointResource(url=dg.EnvVar("MODEL_SERVING_URL")),
         }

@@ -22,6 +22,8 @@ class TrainingLauncher(dg.ConfigurableResource):
     secret_name: str = "orchestration-platform"
     cpu: str = "1"
     memory: str = "2Gi"
+    data_volume_claim: str = ""  # the shared data PVC: model files must outlive the training pod
+    data_dir: str = "/var/lib/orchestration-platform"
 
     def run(self, context: dg.AssetExecutionContext, *, extras: Mapping[str, Any], env: Mapping[str, str]):
         """Run training for `context`'s asset; `env` holds plain settings (secrets come from the environment/Secret)."""
@@ -51,6 +53,8 @@ class TrainingLauncher(dg.ConfigurableResource):
             cpu=self.cpu,
             memory=self.memory,
             env=dict(env),
+            data_volume_claim=self.data_volume_claim or None,
+            data_dir=self.data_dir,
         )
         return PipesK8sClient().run(
             context=context,
