@@ -31,23 +31,23 @@ def test_auth_secret_never_appears_in_logs_metadata_or_errors(materialize, query
     monkeypatch.setenv("DEMO_API_TOKEN", secret)  # what the demo server expects
     monkeypatch.setenv("TEST_PARTNERS_TOKEN", secret)
     caplog.set_level(logging.DEBUG)
-    instance = dg.DagsterInstance.ephemeral()
-    good = materialize(make_config(PARTNERS), instance=instance)
-    assert good.success and query("SELECT count(*) FROM api.partners") == [(20,)]
+    with dg.DagsterInstance.ephemeral() as instance:  # disposed: an instance left open leaks into later loads
+        good = materialize(make_config(PARTNERS), instance=instance)
+        assert good.success and query("SELECT count(*) FROM api.partners") == [(20,)]
 
-    wrong = f"wrong-{uuid.uuid4().hex}"
-    monkeypatch.setenv("TEST_PARTNERS_TOKEN", wrong)
-    bad = materialize(make_config(PARTNERS), instance=instance)
-    assert not bad.success
-    assert "HTTP 401" in bad.get_step_failure_events()[0].step_failure_data.error.message
+        wrong = f"wrong-{uuid.uuid4().hex}"
+        monkeypatch.setenv("TEST_PARTNERS_TOKEN", wrong)
+        bad = materialize(make_config(PARTNERS), instance=instance)
+        assert not bad.success
+        assert "HTTP 401" in bad.get_step_failure_events()[0].step_failure_data.error.message
 
-    recorded = everything_dagster_recorded(instance, good) + everything_dagster_recorded(instance, bad)
-    assert "ASSET_MATERIALIZATION" in recorded and "rows_loaded" in recorded  # the capture holds the metadata
-    captured = capfd.readouterr()
-    loads = query("SELECT * FROM api_etl.loads")
-    for text in (recorded, caplog.text, captured.out, captured.err, repr(loads)):
-        assert secret not in text and wrong not in text
-    assert "TEST_PARTNERS_TOKEN" in recorded  # the variable's name is shown: that is the fix
+        recorded = everything_dagster_recorded(instance, good) + everything_dagster_recorded(instance, bad)
+        assert "ASSET_MATERIALIZATION" in recorded and "rows_loaded" in recorded  # the capture holds the metadata
+        captured = capfd.readouterr()
+        loads = query("SELECT * FROM api_etl.loads")
+        for text in (recorded, caplog.text, captured.out, captured.err, repr(loads)):
+            assert secret not in text and wrong not in text
+        assert "TEST_PARTNERS_TOKEN" in recorded  # the variable's name is shown: that is the fix
 
 
 CRASHING_LOAD = """
