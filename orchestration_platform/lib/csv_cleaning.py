@@ -29,17 +29,16 @@ NULL_TOKENS = ("", "na", "n/a", "null", "none", "nan", "-")
 NULL_VALUE_SET = pa.array(sorted({v for t in NULL_TOKENS for v in (t, t.upper(), t.title())}))
 BOM = b"\xef\xbb\xbf"
 
-# Accepted timestamp formats: (format, where the day of month is, naive format of the leading part).
-# strptime rolls impossible days over (02/30 -> 03/02): comparing the written day catches that.
-TIMESTAMP_FORMATS: tuple[tuple[str, tuple[int, int], str | None], ...] = (
-    ("%Y-%m-%dT%H:%M:%S%z", (8, 10), "%Y-%m-%dT%H:%M:%S"),
-    ("%Y-%m-%dT%H:%M:%S", (8, 10), None),
-    ("%Y-%m-%d %H:%M:%S", (8, 10), None),
-    ("%m/%d/%Y %H:%M", (3, 5), None),
-    ("%d.%m.%Y %H:%M", (0, 2), None),
-    ("%Y-%m-%d", (8, 10), None),
-    ("%m/%d/%Y", (3, 5), None),
-    ("%d.%m.%Y", (0, 2), None),
+# Accepted timestamp formats by family, told apart by one character (`2026-...`, `03/...`, `31....`),
+# so each value meets only its family's formats: (format, where the day of month is, naive format
+# of the leading part). strptime rolls impossible days over (02/30 -> 03/02): comparing the written
+# day with the parsed one catches that.
+TimestampFormat = tuple[str, tuple[int, int], str | None]
+TIMESTAMP_FAMILIES: tuple[tuple[int, str, tuple[TimestampFormat, ...]], ...] = (
+    (4, "-", (("%Y-%m-%dT%H:%M:%S%z", (8, 10), "%Y-%m-%dT%H:%M:%S"), ("%Y-%m-%d %H:%M:%S", (8, 10), None),
+              ("%Y-%m-%dT%H:%M:%S", (8, 10), None), ("%Y-%m-%d", (8, 10), None))),
+    (2, "/", (("%m/%d/%Y %H:%M", (3, 5), None), ("%m/%d/%Y", (3, 5), None))),
+    (2, ".", (("%d.%m.%Y %H:%M", (0, 2), None), ("%d.%m.%Y", (0, 2), None))),
 )
 EPOCH_SECONDS = r"^\d{9,11}$"
 WHOLE_NUMBER = r"^[+-]?\d{1,18}$"
@@ -168,31 +167,35 @@ def _parse_int(text: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _parse_timestamp(text: pa.ChunkedArray) -> pa.Array:
-    """Each accepted format in turn, tried only on the values still unparsed; UTC instants out."""
+    """Each value tried with its family's formats only (then epoch seconds); UTC instants out."""
     seconds = np.zeros(len(text), dtype=np.int64)
     parsed_mask = np.zeros(len(text), dtype=bool)
-    todo = pc.indices_nonzero(pc.is_valid(text))
-    values = text.take(todo)
-    for fmt, (day_start, day_stop), local_fmt in TIMESTAMP_FORMATS:
-        if len(todo) == 0:
-            break
-        parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
-        hit = pc.is_valid(parsed)
-        if not pc.any(hit).as_py():
-            continue
-        hit_values, hit_parsed = values.filter(hit), parsed.filter(hit)
-        local = hit_parsed if local_fmt is None else pc.strptime(
-            pc.utf8_slice_codeunits(hit_values, 0, 19), format=local_fmt, unit="s")
-        written_day = pc.utf8_slice_codeunits(hit_values, day_start, day_stop)
-        real_day = pc.utf8_lpad(pc.cast(pc.day(local), pa.string()), 2, "0")
-        exists = pc.equal(written_day, real_day)
-        good_rows = todo.filter(hit).filter(exists).to_numpy()
-        seconds[good_rows] = pc.cast(pc.cast(hit_parsed.filter(exists), pa.timestamp("s")), pa.int64()).to_numpy()
-        parsed_mask[good_rows] = True
-        # a value that matched the format but names an impossible day is not retried with the others
-        todo, values = todo.filter(pc.invert(hit)), values.filter(pc.invert(hit))
+    unclaimed = pc.is_valid(text)
+    for position, marker, formats in TIMESTAMP_FAMILIES:
+        member = pc.and_(unclaimed, pc.equal(pc.utf8_slice_codeunits(text, position, position + 1), marker))
+        unclaimed = pc.and_(unclaimed, pc.invert(member))
+        todo = pc.indices_nonzero(member)
+        values = text.take(todo)
+        for fmt, (day_start, day_stop), local_fmt in formats:
+            if len(todo) == 0:
+                break
+            parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
+            hit = pc.is_valid(parsed)
+            hit_values, hit_parsed = values.filter(hit), parsed.filter(hit)
+            local = hit_parsed if local_fmt is None else pc.strptime(
+                pc.utf8_slice_codeunits(hit_values, 0, 19), format=local_fmt, unit="s")
+            written_day = pc.utf8_slice_codeunits(hit_values, day_start, day_stop)
+            exists = pc.equal(written_day, pc.utf8_lpad(pc.cast(pc.day(local), pa.string()), 2, "0"))
+            good_rows = todo.filter(hit).filter(exists).to_numpy()
+            seconds[good_rows] = pc.cast(pc.cast(hit_parsed.filter(exists), pa.timestamp("s")),
+                                         pa.int64()).to_numpy()
+            parsed_mask[good_rows] = True
+            # a value that matched the format but names an impossible day is not retried with the others
+            todo, values = todo.filter(pc.invert(hit)), values.filter(pc.invert(hit))
+    rest = pc.indices_nonzero(unclaimed)
+    values = text.take(rest)
     epoch = pc.match_substring_regex(values, EPOCH_SECONDS)
-    epoch_rows = todo.filter(epoch).to_numpy()
+    epoch_rows = rest.filter(epoch).to_numpy()
     seconds[epoch_rows] = pc.cast(values.filter(epoch), pa.int64()).to_numpy()
     parsed_mask[epoch_rows] = True
     return pa.array(seconds, pa.timestamp("s", tz="UTC"), mask=~parsed_mask)

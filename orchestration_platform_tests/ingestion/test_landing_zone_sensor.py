@@ -34,11 +34,12 @@ def _drop(zone: Path, name: str, text: str = CSV, age_s: float = 10.0) -> Path:
 
 
 def _tick(instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    result = landing_zone_sensor(context)
-    if isinstance(result, dg.SkipReason):
-        return [], context.cursor, result.skip_message
-    return list(result.run_requests or []), result.cursor, None
+    # entered and exited like the daemon does, so no instance state outlives the tick
+    with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+        result = landing_zone_sensor(context)
+        if isinstance(result, dg.SkipReason):
+            return [], context.cursor, result.skip_message
+        return list(result.run_requests or []), result.cursor, None
 
 
 def test_a_dropped_file_starts_exactly_one_run_that_ingests_it(ingestion_env) -> None:
