@@ -141,11 +141,13 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
     return cmd
 
 
-def start_server_postgres(data_dir: Path, port: int, password: str | None = None) -> RunningService:
+def start_server_postgres(
+    data_dir: Path, port: int, password: str | None = None, *, keep_data: bool = False
+) -> RunningService:
     """A throwaway PostgreSQL cluster from the Debian packages, over TCP with a password.
 
-    Used by the tests (a real server with scram logins, as in production). fsync is off: the
-    cluster lives as long as the test session.
+    Used by the tests and benchmarks (a real server with scram logins, as in production). fsync is
+    off and, unless `keep_data`, stopping it deletes `data_dir`: the cluster lives as long as its user.
     """
     ensure_port_free(port, "PostgreSQL", "POSTGRES_PORT")
     bindir = _debian_pg_bin()
@@ -215,7 +217,13 @@ def start_server_postgres(data_dir: Path, port: int, password: str | None = None
     wait_for_port(port, "PostgreSQL", timeout=30, proc=proc)
     url = f"postgresql://platform:{password}@{LOCALHOST}:{port}/postgres"
     _wait_for_login(url)
-    return RunningService("postgres", url, proc.pid, lambda: _terminate(proc))
+
+    def stop() -> None:
+        _terminate(proc)
+        if not keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    return RunningService("postgres", url, proc.pid, stop)
 
 
 def _wait_for_login(url: str, timeout: float = 20.0) -> None:

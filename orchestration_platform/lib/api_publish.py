@@ -24,6 +24,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from orchestration_platform.lib.api_checks import (  # noqa: F401 (re-exported for callers)
+    CHECK_KEY,
+    CHECK_NAMES,
+    CHECK_NOT_EMPTY,
+    CHECK_REJECTS,
+    CHECK_ROW_COUNT,
+    CHECK_SCHEMA,
+    CheckOutcome,
+)
 from orchestration_platform.lib.api_transform import TransformResult
 from orchestration_platform.lib.endpoint_config import COLUMN_TYPES, EndpointConfig
 
@@ -34,24 +43,9 @@ STAGING_SCHEMA = "api_staging"
 REJECTS_SCHEMA = "api_rejects"
 META_SCHEMA = "api_etl"
 
-CHECK_SCHEMA = "schema_matches_declaration"
-CHECK_KEY = "primary_key_unique_not_null"
-CHECK_ROW_COUNT = "row_count_vs_previous_load"
-CHECK_REJECTS = "reject_rate_within_threshold"
-CHECK_NOT_EMPTY = "not_empty"
-CHECK_NAMES = (CHECK_SCHEMA, CHECK_KEY, CHECK_ROW_COUNT, CHECK_REJECTS, CHECK_NOT_EMPTY)
-
 # How PostgreSQL's format_type() spells each declared column type.
 FORMAT_TYPES = {"bigint": "bigint", "double precision": "double precision", "numeric": "numeric", "text": "text",
                 "boolean": "boolean", "timestamptz": "timestamp with time zone", "date": "date", "jsonb": "jsonb"}
-
-
-@dataclass
-class CheckOutcome:
-    name: str
-    passed: bool
-    description: str
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

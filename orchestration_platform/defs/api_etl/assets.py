@@ -11,12 +11,12 @@ naming every endpoint that was not published and why, without undoing the others
 
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from orchestration_platform.defs.shared.postgres import PostgresResource
-from orchestration_platform.lib.api_pipeline import EndpointRun, run_endpoints
-from orchestration_platform.lib.api_publish import (
+from orchestration_platform.lib.api_checks import (
     CHECK_KEY,
     CHECK_NAMES,
     CHECK_NOT_EMPTY,
@@ -27,6 +27,9 @@ from orchestration_platform.lib.api_publish import (
 )
 from orchestration_platform.lib.endpoint_config import COLUMN_TYPES, EndpointConfig, EndpointsConfig
 from orchestration_platform.settings import get_settings
+
+if TYPE_CHECKING:
+    from orchestration_platform.lib.api_pipeline import EndpointRun
 
 GROUP = "api_etl"
 
@@ -85,7 +88,7 @@ def _check_result(key: dg.AssetKey, check: CheckOutcome) -> dg.AssetCheckResult:
     )
 
 
-def _materialization_metadata(run: EndpointRun) -> dict[str, object]:
+def _materialization_metadata(run: "EndpointRun") -> dict[str, object]:
     assert run.load is not None and run.extract is not None
     load = run.load
     total = load.rows_staged + load.rejects
@@ -119,6 +122,9 @@ def build_api_etl_assets(config: EndpointsConfig) -> dg.AssetsDefinition:
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         selected_checks = context.selected_asset_check_keys
         context.log.info(f"extracting {len(selected)} endpoint(s) concurrently: {[e.name for e in selected]}")
+        # Imported here: httpx and psycopg would otherwise slow every load of the code location.
+        from orchestration_platform.lib.api_pipeline import run_endpoints
+
         runs = run_endpoints(
             config, selected,
             base_url=get_settings().sources_url,

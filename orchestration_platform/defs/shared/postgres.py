@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import psycopg
 from pydantic import Field
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -20,6 +23,8 @@ class PostgresResource(dg.ConfigurableResource):
     @contextmanager
     def connect(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
         """A connection that commits on success and rolls back on error, then closes."""
+        import psycopg  # here, not at module scope: it costs ~0.1 s on every code-location load
+
         conn = psycopg.connect(
             self.url,
             autocommit=autocommit,
