@@ -185,6 +185,21 @@ def approvals(show_all: bool) -> None:
     "--duration", default=None, type=float, help="Stop after this many seconds (default: until Ctrl-C)."
 )
 @click.option("--seed", default=None, type=int, help="Random seed, for a reproducible stream.")
+@click.option(
+    "--history-hours",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 24 * 30),
+    help="First send this many past hours of labelled transactions, so features and training have "
+    "complete hours at once; then stream live.",
+)
+@click.option(
+    "--history-per-hour",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Transactions per past hour sent by --history-hours.",
+)
 def produce_events(
     topic: str | None,
     rate: float,
@@ -192,6 +207,8 @@ def produce_events(
     late_fraction: float,
     duration: float | None,
     seed: int | None,
+    history_hours: int,
+    history_per_hour: int,
 ) -> None:
     """Stream demo payment events (and their fraud labels, later) into Kafka (KAFKA_BOOTSTRAP_SERVERS)."""
     from orchestration_platform.devstack.events import ensure_topic, stream_events
@@ -202,6 +219,18 @@ def produce_events(
     settings = get_settings()
     topic = topic or settings.ml_events_topic
     ensure_topic(settings.kafka_bootstrap_servers, topic)
+    if history_hours:
+        from datetime import UTC, datetime, timedelta
+
+        from orchestration_platform.devstack.events import generate_events
+        from orchestration_platform.devstack.events import produce_events as send
+
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        count = history_per_hour * history_hours
+        # A seed of its own: the live stream below must not repeat these transaction ids.
+        history = generate_events(count, end - timedelta(hours=history_hours), end, seed=(seed or 0) + 1_000_003)
+        sent = send(settings.kafka_bootstrap_servers, topic, history)
+        click.echo(f"sent {sent} past events ({history_hours} h of transactions and their labels) to {topic!r}")
     click.echo(f"producing ~{rate:g} transactions/s to {topic!r}; Ctrl-C stops")
     try:
         for sent in stream_events(

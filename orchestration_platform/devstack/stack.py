@@ -84,9 +84,15 @@ def start_local_services(ports: StackPorts) -> tuple[list[RunningService], dict[
             services.append(kafka)
             env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.url
             log.info("Kafka: tansu broker on %s (pid %s)", kafka.url, kafka.pid)
+            if not os.environ.get("ML_EVENTS_TOPIC"):
+                # The local broker keeps topics in memory, PostgreSQL keeps the consumed offsets: a new
+                # topic name per start keeps a fresh topic's offsets from clashing with an old one's.
+                env["ML_EVENTS_TOPIC"] = f"payments-{time.strftime('%Y%m%d-%H%M%S')}"
+                log.info("Kafka: demo events go to topic %s", env["ML_EVENTS_TOPIC"])
         sources = start_sources_server(ports.sources)
         services.append(sources)
         env["DEMO_SOURCES_URL"] = sources.url
+        env.setdefault("DEMO_API_TOKEN", os.environ.get("DEMO_API_TOKEN", "demo-token"))
         log.info("Demo sources: %s", sources.url)
     except BaseException:
         stop_services(services)
@@ -212,7 +218,14 @@ def start_dev_processes(ports: StackPorts, env: dict[str, str]) -> list[subproce
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     commands = {
-        "events": [cli, "produce-events", "--rate", os.environ.get("EVENTS_RATE", "20")],
+        "events": [
+            cli,
+            "produce-events",
+            "--rate",
+            os.environ.get("EVENTS_RATE", "20"),
+            "--history-hours",
+            os.environ.get("EVENTS_HISTORY_HOURS", "6"),
+        ],
         "serving": [cli, "serve", "--port", str(ports.serving)],
     }
     started: list[subprocess.Popen] = []

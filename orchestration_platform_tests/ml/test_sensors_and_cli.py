@@ -138,3 +138,27 @@ def test_produce_events_streams_valid_events_at_the_requested_rate(
     stored = flow.consume(ml_resources, instance)
     assert 300 <= stored["transactions_stored"] <= 450  # ~200/s for 2 s
     assert stored["labels_stored"] > 0 and stored["dead_letters"] == 0
+
+
+def test_produce_events_sends_labelled_history_first_so_past_hours_are_complete(
+    kafka_bootstrap, ml_env, ml_resources, instance
+):
+    import psycopg
+
+    result = subprocess.run(
+        [CLI, "produce-events", "--history-hours", "2", "--history-per-hour", "300",
+         "--rate", "5", "--duration", "0.5", "--late-fraction", "0", "--seed", "4"],
+        capture_output=True, text=True, env=os.environ, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sent 1200 past events (2 h of transactions and their labels)" in result.stdout
+    stored = flow.consume(ml_resources, instance)
+    assert stored["dead_letters"] == 0 and stored["transactions_stored"] >= 600
+    with psycopg.connect(os.environ["POSTGRES_URL"]) as conn:
+        per_hour = conn.execute(
+            "SELECT date_trunc('hour', t.occurred_at), count(*), count(l.transaction_id) FROM ml.transactions t "
+            "LEFT JOIN ml.labels l USING (transaction_id) "
+            "WHERE t.occurred_at < date_trunc('hour', now()) GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    # Two complete past hours, every transaction already labelled: training can start at once.
+    assert [(count, labelled) for _, count, labelled in per_hour] == [(300, 300), (300, 300)]
