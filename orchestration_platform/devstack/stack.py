@@ -25,7 +25,7 @@ from orchestration_platform.devstack.services import (
     start_kafka_broker,
     start_sources_server,
 )
-from orchestration_platform.settings import REPO_ROOT
+from orchestration_platform.settings import REPO_ROOT, get_settings
 
 log = logging.getLogger("orchestration_platform.devstack")
 
@@ -144,6 +144,9 @@ def run_dev(ports: StackPorts, *, with_dagster: bool = True) -> int:
     services, env = start_local_services(ports)
     child_env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home)}
     os.environ.update(env)
+    landing_zone = get_settings().landing_zone
+    landing_zone.mkdir(parents=True, exist_ok=True)  # so a first file can be dropped right away
+    log.info("Landing zone: drop daily CSV files (daily_cases_YYYY-MM-DD.csv) into %s", landing_zone)
     extra = start_dev_processes(ports, child_env)
     children: list[subprocess.Popen] = list(extra)
     try:

@@ -134,9 +134,13 @@ def consume_batch(
     max_messages: int = 100_000,
     chunk_size: int = 20_000,
     idle_timeout_s: float = 2.0,
+    max_seconds: float = 60.0,
     progress: Callable[[BatchStats], None] | None = None,
 ) -> BatchStats:
     """Consume at most `max_messages` (up to the end of the topic as it was at start) into the store.
+
+    A batch also ends after `max_seconds` once past the start's end: a live stream never goes idle,
+    and the next batch carries on from the stored offsets.
 
     `kafka_config` is `consumer_config(...)`; its `group.id` names the position kept in PostgreSQL.
     Each chunk of `chunk_size` messages commits with its offsets, so a long batch makes progress
@@ -150,8 +154,10 @@ def consume_batch(
         TopicPartition,
     )
 
-    if max_messages <= 0 or chunk_size <= 0:
-        raise ValueError(f"max_messages={max_messages}, chunk_size={chunk_size}: both must be positive")
+    if max_messages <= 0 or chunk_size <= 0 or max_seconds <= 0:
+        raise ValueError(
+            f"max_messages={max_messages}, chunk_size={chunk_size}, max_seconds={max_seconds}: all must be positive"
+        )
     group = kafka_config["group.id"]
     stats = BatchStats()
     started = time.perf_counter()
@@ -177,8 +183,11 @@ def consume_batch(
             pending: list = []
             writer = ChunkWriter(conn, group, topic, stats, progress)
             idle_since = time.monotonic()
+            deadline = time.monotonic() + max_seconds
             while stats.consumed < max_messages:
                 caught_up = all(position[p] >= end[p] for p in partitions)
+                if caught_up and time.monotonic() > deadline:
+                    break  # past the start's end and out of time: the live tail is the next batch's
                 batch = consumer.consume(
                     num_messages=min(10_000, max_messages - stats.consumed), timeout=0.2 if caught_up else 0.5
                 )

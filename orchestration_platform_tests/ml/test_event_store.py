@@ -142,3 +142,31 @@ def test_lag_counts_what_the_store_has_not_consumed(kafka_bootstrap, ml_env):
         assert probe.get_watermark_offsets(TopicPartition(ml_env["topic"], 0), timeout=5)[1] == 200
     finally:
         probe.close()
+
+
+def test_a_batch_ends_under_a_live_stream_and_the_next_one_continues(kafka_bootstrap, ml_env):
+    """A live producer never lets the topic go idle: the batch stops after max_seconds, losing nothing."""
+    import threading
+
+    from orchestration_platform.devstack.events import stream_events
+
+    stop = threading.Event()
+    stream = threading.Thread(
+        target=lambda: [None for _ in stream_events(
+            kafka_bootstrap, ml_env["topic"], rate_per_s=200, label_delay_s=0, late_fraction=0, seed=9, stop=stop
+        )],
+        daemon=True,
+    )  # fmt: skip
+    stream.start()
+    config = consumer_config(kafka_bootstrap, "live-stream-test", FAST_GROUP)
+    try:
+        time.sleep(1)
+        first = consume_batch(ml_env["postgres_url"], config, ml_env["topic"], max_seconds=2)
+        assert first.consumed > 0  # it returned although events kept arriving
+    finally:
+        stop.set()
+        stream.join(timeout=30)
+    rest = consume_batch(ml_env["postgres_url"], config, ml_env["topic"])
+    total, distinct, _ = _stored(ml_env["postgres_url"])
+    assert rest.consumed > 0 and rest.dead_letters == 0
+    assert first.consumed + rest.consumed == total == distinct  # every event stored once, none lost

@@ -22,6 +22,10 @@ payments_topic = dg.AssetSpec(
 class ConsumeConfig(dg.Config):
     max_messages: int = Field(default=500_000, gt=0, description="Most messages one run consumes.")
     chunk_size: int = Field(default=20_000, gt=0, description="Messages per PostgreSQL transaction.")
+    max_seconds: float = Field(
+        default=60.0, gt=0, description="Once past the topic's end at start, stop after this long (a live "
+        "stream never goes idle; the next run continues from the stored offsets)."
+    )
 
 
 @dg.asset(
@@ -58,6 +62,7 @@ def payment_events(
         topic,
         max_messages=config.max_messages,
         chunk_size=config.chunk_size,
+        max_seconds=config.max_seconds,
         progress=progress,
     )
     return dg.MaterializeResult(
