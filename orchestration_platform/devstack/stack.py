@@ -189,20 +189,21 @@ def run_dev(ports: StackPorts, *, with_dagster: bool = True) -> int:
         return 0
     finally:
         for child in reversed(children):
-            _stop_child(child)
+            stop_process_group(child)
         stop_services(services)
         with contextlib.suppress(FileNotFoundError):
             stack_file().unlink()
         log.info("local stack stopped")
 
 
-def _stop_child(child: subprocess.Popen) -> None:
+def stop_process_group(child: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGINT to the child's process group (its own session), SIGKILL if it has not exited in time."""
     if child.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGINT)
     try:
-        child.wait(timeout=20)
+        child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
@@ -248,6 +249,6 @@ def start_dev_processes(ports: StackPorts, env: dict[str, str]) -> list[subproce
             log.info("%s: %s (pid %s, log %s)", name, " ".join(command[1:]), started[-1].pid, logs / f"{name}.log")
     except BaseException:
         for child in started:
-            _stop_child(child)
+            stop_process_group(child)
         raise
     return started

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from orchestration_platform.devstack.services import free_port
+from orchestration_platform.devstack.stack import stop_process_group
 from orchestration_platform.settings import REPO_ROOT
 
 RUNS_QUERY = """
@@ -73,12 +73,5 @@ def running_dagster_dev(workdir: Path, env: dict[str, str], timeout_s: float = 1
             time.sleep(0.5)
         yield base_url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc, timeout=30)
         log.close()
