@@ -15,6 +15,7 @@ becomes null (counted in `nulled_values`). Files that cannot be read as CSV at a
 from __future__ import annotations
 
 import csv
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -166,15 +167,28 @@ def _parse_int(text: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.cast(pc.if_else(valid, text, pa.scalar(None, pa.string())), pa.int64())
 
 
+def _byte_at(text: pa.StringArray, position: int) -> np.ndarray:
+    """Each value's byte at `position` (0 where the value is shorter or null), read from the Arrow buffers."""
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1, offset=text.offset * 4)
+    data = text.buffers()[2]
+    if data is None or len(data) == 0:
+        return np.zeros(len(text), dtype=np.uint8)
+    data = np.frombuffer(data, dtype=np.uint8)
+    starts = offsets[:-1] + position
+    return np.where(offsets[1:] > starts, data[np.minimum(starts, len(data) - 1)], 0).astype(np.uint8)
+
+
 def _parse_timestamp(text: pa.ChunkedArray) -> pa.Array:
     """Each value tried with its family's formats only (then epoch seconds); UTC instants out."""
+    if isinstance(text, pa.ChunkedArray):  # one contiguous array: cheaper takes and filters below
+        text = text.combine_chunks() if text.num_chunks else pa.array([], pa.string())
     seconds = np.zeros(len(text), dtype=np.int64)
     parsed_mask = np.zeros(len(text), dtype=bool)
-    unclaimed = pc.is_valid(text)
+    unclaimed = pc.is_valid(text).to_numpy(zero_copy_only=False)
     for position, marker, formats in TIMESTAMP_FAMILIES:
-        member = pc.and_(unclaimed, pc.equal(pc.utf8_slice_codeunits(text, position, position + 1), marker))
-        unclaimed = pc.and_(unclaimed, pc.invert(member))
-        todo = pc.indices_nonzero(member)
+        member = unclaimed & (_byte_at(text, position) == ord(marker))
+        unclaimed &= ~member
+        todo = pa.array(np.flatnonzero(member))
         values = text.take(todo)
         for fmt, (day_start, day_stop), local_fmt in formats:
             if len(todo) == 0:
@@ -192,7 +206,7 @@ def _parse_timestamp(text: pa.ChunkedArray) -> pa.Array:
             parsed_mask[good_rows] = True
             # a value that matched the format but names an impossible day is not retried with the others
             todo, values = todo.filter(pc.invert(hit)), values.filter(pc.invert(hit))
-    rest = pc.indices_nonzero(unclaimed)
+    rest = pa.array(np.flatnonzero(unclaimed))
     values = text.take(rest)
     epoch = pc.match_substring_regex(values, EPOCH_SECONDS)
     epoch_rows = rest.filter(epoch).to_numpy()
@@ -224,33 +238,46 @@ def _read_table(raw: bytes, start: int, header: list[str], source: str) -> tuple
     return table, len(malformed)
 
 
+def _clean_column(table: pa.Table, column: Column) -> tuple[pa.Array | pa.ChunkedArray, np.ndarray | None,
+                                                          np.ndarray | None, int]:
+    """One column typed; for a required column its missing and unparsed rows, else how many values were nulled."""
+    text_values = _as_nullable_text(table[column.name])
+    if column.kind == "int":
+        typed = _parse_int(text_values)
+    elif column.kind == "timestamp":
+        typed = _parse_timestamp(text_values)
+    else:
+        typed = text_values
+    unparsed = pc.and_(pc.is_valid(text_values), pc.is_null(typed))
+    if not column.required:
+        return typed, None, None, pc.sum(pc.cast(unparsed, pa.int64())).as_py() or 0
+    missing = pc.is_null(text_values).to_numpy(zero_copy_only=False)
+    return typed, missing, None if column.kind == "text" else unparsed.to_numpy(zero_copy_only=False), 0
+
+
 def _clean_slice(table: pa.Table, schema: CsvSchema) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray, int]:
     """Typed columns of `table`; per drop reason the rows it drops first; the rows kept; values nulled."""
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     rows = table.num_rows
     missing = np.zeros(rows, dtype=bool)
     bad = {"bad_number": np.zeros(rows, dtype=bool), "bad_date": np.zeros(rows, dtype=bool)}
+    # Arrow kernels release the GIL: columns are cleaned side by side, the costly timestamps first
+    present = sorted((c for c in schema.columns if c.name in table.column_names), key=lambda c: c.kind != "timestamp")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {c.name: pool.submit(_clean_column, table, c) for c in present}
+        done = {name: future.result() for name, future in futures.items()}
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     nulled = 0
     for column in schema.columns:
-        if column.name not in table.column_names:
+        if column.name not in done:
             columns[column.name] = pa.nulls(rows, _arrow_type(column.kind))
             continue
-        text_values = _as_nullable_text(table[column.name])
-        if column.kind == "int":
-            typed = _parse_int(text_values)
-        elif column.kind == "timestamp":
-            typed = _parse_timestamp(text_values)
-        else:
-            typed = text_values
-        unparsed = pc.and_(pc.is_valid(text_values), pc.is_null(typed))
-        if column.required:
-            missing |= pc.is_null(text_values).to_numpy(zero_copy_only=False)
-            if column.kind != "text":
-                bad["bad_date" if column.kind == "timestamp" else "bad_number"] |= unparsed.to_numpy(
-                    zero_copy_only=False)
-        else:
-            nulled += pc.sum(pc.cast(unparsed, pa.int64())).as_py() or 0
+        typed, column_missing, unparsed, column_nulled = done[column.name]
         columns[column.name] = typed
+        nulled += column_nulled
+        if column_missing is not None:
+            missing |= column_missing
+        if unparsed is not None:
+            bad["bad_date" if column.kind == "timestamp" else "bad_number"] |= unparsed
     hits = {"missing_required": missing}
     taken = missing.copy()
     for reason, mask in bad.items():
@@ -259,18 +286,29 @@ def _clean_slice(table: pa.Table, schema: CsvSchema) -> tuple[pa.Table, dict[str
     return pa.table(columns), hits, ~taken, nulled
 
 
+def _repeated_key_rows(key: pa.ChunkedArray) -> pa.Array:
+    """Indices (ascending) of the rows whose key value occurs more than once."""
+    if pa.types.is_integer(key.type) and key.null_count == 0:  # the usual case: a stable sort, no hashing
+        values = key.to_numpy()
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        same = ordered[1:] == ordered[:-1]
+        repeated = np.zeros(len(values), dtype=bool)
+        repeated[1:] |= same
+        repeated[:-1] |= same
+        return pa.array(np.sort(order[repeated]))
+    counts = pc.value_counts(key)
+    repeated_values = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    return pc.indices_nonzero(pc.is_in(key, value_set=repeated_values))
+
+
 def _duplicate_mask(table: pa.Table, key: str | None) -> np.ndarray:
     """True for rows equal to an earlier row. Only rows whose key repeats are compared in full."""
     mask = np.zeros(table.num_rows, dtype=bool)
-    if key is not None:
-        counts = pc.value_counts(table[key])
-        repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-        candidates = pc.indices_nonzero(pc.is_in(table[key], value_set=repeated))
-    else:
-        candidates = pa.array(np.arange(table.num_rows))
+    candidates = _repeated_key_rows(table[key]) if key is not None else pa.array(np.arange(table.num_rows))
     if len(candidates) == 0:
         return mask
-    subset = table.take(candidates).append_column("__row", candidates)
+    subset = table.combine_chunks().take(candidates).append_column("__row", candidates)
     first = subset.group_by(table.column_names, use_threads=False).aggregate([("__row", "min")])
     mask[candidates.to_numpy()] = True
     mask[first["__row_min"].to_numpy()] = False
