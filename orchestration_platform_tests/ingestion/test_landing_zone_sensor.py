@@ -4,7 +4,11 @@ unsafe or unusable files are skipped with a reason, 200 files are all taken exac
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -128,13 +132,40 @@ def test_symlinks_outside_paths_and_unusable_files_are_skipped_with_a_reason(ing
         assert "is a symlink" in skip_again  # still visible in every tick's reason
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file regardless of its mode")
-def test_an_unreadable_file_is_skipped(ingestion_env) -> None:
-    path = _drop(ingestion_env["zone"], "2026-02-10.csv")
+def test_an_unreadable_file_is_skipped(ingestion_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    zone = ingestion_env["zone"]
+    if os.geteuid() == 0:
+        # Root reads every file whatever its mode: the sensor evaluates as `nobody` instead, in a zone
+        # that `nobody` can enter (pytest's tmp folders are private to root).
+        zone = Path(tempfile.mkdtemp(prefix="op-zone-"))
+        zone.chmod(0o755)
+        monkeypatch.setenv("INGESTION_LANDING_ZONE", str(zone))
+    path = _drop(zone, "2026-02-10.csv")
     path.chmod(0)
-    with dg.instance_for_test() as instance:
-        requests, _, skip = _tick(instance, None)
-    assert requests == [] and "cannot be read" in skip
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(instance=instance) as context,
+        _effective_user("nobody"),
+    ):
+        result = landing_zone_sensor(context)
+    assert isinstance(result, dg.SkipReason) and "cannot be read" in result.skip_message
+    if zone != ingestion_env["zone"]:
+        shutil.rmtree(zone)
+
+
+@contextmanager
+def _effective_user(name: str) -> Iterator[None]:
+    """Run as `name` (by effective uid) when we are root; as ourselves otherwise."""
+    if os.geteuid() != 0:
+        yield
+        return
+    import pwd
+
+    os.seteuid(pwd.getpwnam(name).pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
 
 
 def test_two_hundred_files_at_once_are_each_taken_exactly_once(ingestion_env) -> None:
