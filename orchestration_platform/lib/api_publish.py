@@ -24,9 +24,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from orchestration_platform.lib.api_checks import (  # noqa: F401 (re-exported for callers)
+from orchestration_platform.lib.api_checks import (
     CHECK_KEY,
-    CHECK_NAMES,
     CHECK_NOT_EMPTY,
     CHECK_REJECTS,
     CHECK_ROW_COUNT,

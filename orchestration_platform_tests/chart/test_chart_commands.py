@@ -24,6 +24,7 @@ import yaml
 
 from orchestration_platform.devstack.services import free_port
 from orchestration_platform_tests.chart.conftest import VALUE_SETS, Helm, find, instance_yaml
+from orchestration_platform_tests.chart.kubeconfig import write_kubeconfig
 
 VENV_BIN = Path(sys.executable).parent  # dagster, dagster-webserver of this venv
 
@@ -154,19 +155,7 @@ def test_code_server_webserver_and_daemon_start_with_the_rendered_config(
         )
     # The instance builds its K8sRunLauncher at start (run monitoring asks it about resumes), which
     # loads the in-cluster config: outside a cluster it reads a kubeconfig for a never-contacted API.
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "offline",
-                "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:9"}}],
-                "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
-                "users": [{"name": "offline", "user": {"token": "offline"}}],
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig")
     assert instance["run_launcher"]["config"]["load_incluster_config"] is True
     instance["run_launcher"]["config"].update(load_incluster_config=False, kubeconfig_file=str(kubeconfig))
     (home / "dagster.yaml").write_text(yaml.safe_dump(instance))

@@ -27,6 +27,7 @@ from orchestration_platform_tests.chart.conftest import (
     Helm,
     instance_yaml,
 )
+from orchestration_platform_tests.chart.kubeconfig import write_kubeconfig
 from orchestration_platform_tests.chart.pod_security import assert_restricted_pod
 
 IMAGE = "registry.example.com/data/orchestration-platform:0.1.0"
@@ -139,20 +140,7 @@ class RecordingBatchApi:
 @pytest.fixture
 def kubeconfig(tmp_path: Path) -> Path:
     """A kubeconfig for a cluster that is never contacted (the launcher loads one at start)."""
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "offline",
-                "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:9"}}],
-                "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
-                "users": [{"name": "offline", "user": {"token": "unused"}}],
-            }
-        )
-    )
-    return path
+    return write_kubeconfig(tmp_path / "kubeconfig")
 
 
 def test_run_pods_inherit_image_settings_secrets_and_security(

@@ -17,11 +17,11 @@ import dagster as dg
 import kubernetes.config.kube_config
 import kubernetes_validate
 import pytest
-import yaml
 from dagster import AssetExecutionContext
 
 from orchestration_platform.defs.shared.training_launcher import TrainingLauncher
 from orchestration_platform_tests.chart.conftest import KUBERNETES_VERSION, NAMESPACE, VALUE_SETS, Helm, find
+from orchestration_platform_tests.chart.kubeconfig import write_kubeconfig
 from orchestration_platform_tests.chart.pod_security import assert_restricted_pod
 
 # Values the existing Secret would hold; they must stay out of every recorded manifest.
@@ -126,21 +126,7 @@ def kubernetes_api(
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "offline",
-                "clusters": [
-                    {"name": "offline", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
-                ],
-                "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
-                "users": [{"name": "offline", "user": {"token": "offline"}}],
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     # The kubernetes client reads KUBECONFIG once, at import: point its default at this file too.
     monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
