@@ -4,7 +4,7 @@
 #   webserver    dagster-webserver -h 0.0.0.0 -p 3000 -w /dagster-workspace/workspace.yaml
 #   daemon       dagster-daemon run -w /dagster-workspace/workspace.yaml
 #   run workers  started by K8sRunLauncher with the code server's image (DAGSTER_CURRENT_IMAGE)
-#   training     python -m orchestration_platform.training   (a Pipes pod, see lib/training_pod.py)
+#   training     python -m orchestration_platform.training   (a Pipes pod, see lib/ml/training_pod.py)
 #   serving      uvicorn orchestration_platform.serving.app:app --host 0.0.0.0 --port 8080
 # Build: docker build -t REGISTRY/orchestration-platform:$(git rev-parse --short HEAD) .
 # For reproducible builds pin the base by digest too: --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:...

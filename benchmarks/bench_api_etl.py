@@ -27,10 +27,10 @@ from orchestration_platform.defs.api_etl.assets import build_api_etl_assets
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.devstack.services import free_port, start_server_postgres
 from orchestration_platform.devstack.sources.json_api import synthetic_record
-from orchestration_platform.lib.api_pipeline import run_endpoints
-from orchestration_platform.lib.api_publish import load_endpoint, prepare_database
-from orchestration_platform.lib.api_transform import stream_transform
-from orchestration_platform.lib.endpoint_config import EndpointsConfig, parse_endpoints_config
+from orchestration_platform.lib.api_etl.endpoint_config import EndpointsConfig, parse_endpoints_config
+from orchestration_platform.lib.api_etl.pipeline import run_endpoints
+from orchestration_platform.lib.api_etl.publish import load_endpoint, prepare_database
+from orchestration_platform.lib.api_etl.transform import stream_transform
 
 SOURCES_SERVER = """
 import sys, time

@@ -41,9 +41,9 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
     import pandas as pd
 
     from orchestration_platform.devstack.sources.csv_feed import daily_cases_csv
-    from orchestration_platform.lib.csv_cleaning import clean_csv
-    from orchestration_platform.lib.daily_cases import CLEANED_TABLE
-    from orchestration_platform.lib.warehouse_sink import Warehouse
+    from orchestration_platform.lib.ingestion.cleaning import clean_csv
+    from orchestration_platform.lib.ingestion.daily_cases import CLEANED_TABLE
+    from orchestration_platform.lib.ingestion.warehouse import Warehouse
 
     source = work / "big.csv"
     source.write_bytes(daily_cases_csv(dt.date(2026, 3, 1), rows=BIG_ROWS))

@@ -41,8 +41,8 @@ def run() -> list[BenchResult]:
 
     from orchestration_platform.devstack.events import ensure_topic, generate_events, produce_events
     from orchestration_platform.devstack.services import free_port, start_kafka_broker, start_server_postgres
-    from orchestration_platform.lib import features
-    from orchestration_platform.lib.event_store import consume_batch, consumer_config
+    from orchestration_platform.lib.ml import features
+    from orchestration_platform.lib.ml.event_store import consume_batch, consumer_config
 
     postgres = start_server_postgres(Path("/tmp") / f"op-bench-ml-{uuid.uuid4().hex[:8]}", free_port())
     kafka = start_kafka_broker(free_port())

@@ -80,7 +80,7 @@ def dev_down(timeout: int) -> None:
 def _decide(version: str, decision: str, reviewer: str, comment: str, model_name: str) -> None:
     import psycopg
 
-    from orchestration_platform.lib.approvals import ApprovalError, decide
+    from orchestration_platform.lib.ml.approvals import ApprovalError, decide
     from orchestration_platform.settings import SettingsError, get_settings
 
     try:
@@ -144,7 +144,7 @@ def approvals(show_all: bool) -> None:
     import psycopg
     from psycopg.rows import dict_row
 
-    from orchestration_platform.lib.approvals import ensure_approval_schema
+    from orchestration_platform.lib.ml.approvals import ensure_approval_schema
     from orchestration_platform.settings import SettingsError, get_settings
 
     try:

@@ -2,7 +2,7 @@
 
 `orchestration-platform produce-events` (and `make dev`) streams at a configurable rate; tests and
 benchmarks call `generate_events` + `produce_events` for a fixed, reproducible set. The schema is
-documented in docs/events.md and validated by `orchestration_platform.lib.payment_events`.
+documented in docs/events.md and validated by `orchestration_platform.lib.ml.payment_events`.
 
 Fraud is not random noise: fraudulent charges are larger, more often online and cross-border, in
 risky categories and in bursts on one card, so a model trained on the features can learn it.
@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from orchestration_platform.lib.features import RISKY_CATEGORIES
-from orchestration_platform.lib.payment_events import LABEL_SCHEMA, MERCHANT_CATEGORIES, TRANSACTION_SCHEMA
+from orchestration_platform.lib.ml.features import RISKY_CATEGORIES
+from orchestration_platform.lib.ml.payment_events import LABEL_SCHEMA, MERCHANT_CATEGORIES, TRANSACTION_SCHEMA
 
 log = logging.getLogger(__name__)
 

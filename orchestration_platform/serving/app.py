@@ -36,7 +36,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from orchestration_platform.lib.payment_events import MAX_AMOUNT
+from orchestration_platform.lib.ml.payment_events import MAX_AMOUNT
 
 log = logging.getLogger("orchestration_platform.serving")
 
@@ -90,8 +90,8 @@ class ModelHolder:
         """Load the version `ml.serving_state` names, if it is not the one loaded already."""
         import psycopg
 
-        from orchestration_platform.lib.model_registry import ModelRegistry
-        from orchestration_platform.lib.serving_switch import served_version
+        from orchestration_platform.lib.ml.model_registry import ModelRegistry
+        from orchestration_platform.lib.ml.serving_switch import served_version
 
         with self._lock:
             try:
@@ -222,7 +222,7 @@ def create_app() -> FastAPI:
     def predict(request: PredictRequest) -> JSONResponse:
         import pandas as pd
 
-        from orchestration_platform.lib.features import FEATURE_COLUMNS, compute_features
+        from orchestration_platform.lib.ml.features import FEATURE_COLUMNS, compute_features
 
         if len(request.transactions) > max_batch:
             return JSONResponse(

@@ -22,16 +22,16 @@ def main() -> int:
     with open_dagster_pipes() as pipes:
         import psycopg
 
-        from orchestration_platform.lib.features import load_labelled_features
-        from orchestration_platform.lib.model_registry import EVALUATION_TAG, ModelRegistry
-        from orchestration_platform.lib.serving_switch import served_version
-        from orchestration_platform.lib.training import (
+        from orchestration_platform.lib.ml.features import load_labelled_features
+        from orchestration_platform.lib.ml.model_registry import EVALUATION_TAG, ModelRegistry
+        from orchestration_platform.lib.ml.model_training import (
             NotEnoughData,
             compare,
             evaluate,
             split_window,
             train_model,
         )
+        from orchestration_platform.lib.ml.serving_switch import served_version
 
         postgres_url = os.environ.get("POSTGRES_URL", "").strip()
         if not postgres_url:

@@ -14,8 +14,8 @@ import pytest
 
 from orchestration_platform.defs.api_etl.assets import build_api_etl_assets
 from orchestration_platform.defs.shared.postgres import PostgresResource
-from orchestration_platform.lib.api_pipeline import EndpointRun, run_endpoints
-from orchestration_platform.lib.endpoint_config import EndpointsConfig, parse_endpoints_config
+from orchestration_platform.lib.api_etl.endpoint_config import EndpointsConfig, parse_endpoints_config
+from orchestration_platform.lib.api_etl.pipeline import EndpointRun, run_endpoints
 
 # Quick retries so fault tests stay fast; the behaviour (what is retried, what is not) is the product's.
 FAST_DEFAULTS = {"timeout_s": 2, "max_attempts": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration_platform.lib.endpoint_config import (
+from orchestration_platform.lib.api_etl.endpoint_config import (
     EndpointConfigError,
     load_endpoints_config,
     parse_endpoints_config,

@@ -9,8 +9,13 @@ import time
 import httpx
 import pytest
 
-from orchestration_platform.lib.api_extract import ExtractError, Extractor, ExtractResult, parse_retry_after
-from orchestration_platform.lib.endpoint_config import EndpointsConfig
+from orchestration_platform.lib.api_etl.endpoint_config import EndpointsConfig
+from orchestration_platform.lib.api_etl.extract import (
+    ExtractError,
+    Extractor,
+    ExtractResult,
+    parse_retry_after,
+)
 from orchestration_platform_tests.api_etl.conftest import CUSTOMERS, ORDERS, PRODUCTS, make_config, synthetic
 
 

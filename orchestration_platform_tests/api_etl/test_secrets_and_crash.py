@@ -52,8 +52,8 @@ def test_auth_secret_never_appears_in_logs_metadata_or_errors(materialize, query
 
 CRASHING_LOAD = """
 import json, sys, time, psycopg
-from orchestration_platform.lib.api_pipeline import run_endpoints
-from orchestration_platform.lib.endpoint_config import parse_endpoints_config
+from orchestration_platform.lib.api_etl.pipeline import run_endpoints
+from orchestration_platform.lib.api_etl.endpoint_config import parse_endpoints_config
 
 config = parse_endpoints_config(json.loads(sys.argv[1]))
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from orchestration_platform.lib.api_transform import stream_transform, transform_records
-from orchestration_platform.lib.endpoint_config import parse_endpoints_config
+from orchestration_platform.lib.api_etl.endpoint_config import parse_endpoints_config
+from orchestration_platform.lib.api_etl.transform import stream_transform, transform_records
 
 
 def endpoint(**columns: str):

@@ -1,5 +1,5 @@
 """The restricted Pod Security Standard plus the platform's own rules, as one check for any pod spec
-(chart Deployments, run pods built by dagster-k8s, training pods from lib/training_pod.py)."""
+(chart Deployments, run pods built by dagster-k8s, training pods from lib/ml/training_pod.py)."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def test_runtime_runs_as_a_numeric_non_root_user(instructions: list[dockerfile.C
     assert uid.isdigit() and int(uid) != 0, (
         f"USER {users[-1]}: use a numeric non-root uid (runAsNonRoot checks it)"
     )
-    assert uid == "10001", "the chart's podSecurityContext.runAsUser and lib/training_pod.py use 10001"
+    assert uid == "10001", "the chart's podSecurityContext.runAsUser and lib/ml/training_pod.py use 10001"
 
 
 def test_the_project_tree_keeps_pyproject_next_to_the_package(instructions: list[dockerfile.Command]) -> None:

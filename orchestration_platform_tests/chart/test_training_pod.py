@@ -1,4 +1,4 @@
-"""The training pod spec (lib/training_pod.py) that PipesK8sClient runs: image, settings, secrets,
+"""The training pod spec (lib/ml/training_pod.py) that PipesK8sClient runs: image, settings, secrets,
 resources and the restricted posture, checked on the pod dagster-k8s actually builds from it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 from dagster_k8s.pipes import build_pod_body
 
-from orchestration_platform.lib.training_pod import TrainingPodSpecError, training_pod_spec
+from orchestration_platform.lib.ml.training_pod import TrainingPodSpecError, training_pod_spec
 from orchestration_platform_tests.chart.conftest import KUBERNETES_VERSION, VALUE_SETS, Helm, find
 from orchestration_platform_tests.chart.pod_security import assert_restricted_pod
 

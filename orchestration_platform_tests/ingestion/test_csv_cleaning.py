@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from orchestration_platform.devstack.sources.csv_feed import daily_cases_csv, daily_cases_rows
-from orchestration_platform.lib.csv_cleaning import CsvFormatError, clean_csv
+from orchestration_platform.lib.ingestion.cleaning import CsvFormatError, clean_csv
 
 HEADER = "report_id,region,reported_at,confirmed_cases,deaths,notes"
 UTC = dt.UTC

@@ -11,7 +11,7 @@ import pytest
 
 from orchestration_platform.devstack.sources.csv_feed import daily_cases_csv
 from orchestration_platform.devstack.sources.faults import FAULT_KINDS
-from orchestration_platform.lib.csv_download import DownloadError, TransientDownloadError, download_csv
+from orchestration_platform.lib.ingestion.download import DownloadError, TransientDownloadError, download_csv
 
 DAY = "2026-04-02"
 TRANSIENT = ["500", "502", "503", "429", "timeout", "truncate", "reset"]

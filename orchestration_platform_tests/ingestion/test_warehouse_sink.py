@@ -7,8 +7,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from orchestration_platform.lib.daily_cases import CLEANED_TABLE
-from orchestration_platform.lib.warehouse_sink import Warehouse, WarehouseError
+from orchestration_platform.lib.ingestion.daily_cases import CLEANED_TABLE
+from orchestration_platform.lib.ingestion.warehouse import Warehouse, WarehouseError
 
 UTC = dt.UTC
 

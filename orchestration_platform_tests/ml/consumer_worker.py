@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from orchestration_platform.lib.event_store import consume_batch, consumer_config
+from orchestration_platform.lib.ml.event_store import consume_batch, consumer_config
 
 if __name__ == "__main__":
     postgres_url, bootstrap, topic = sys.argv[1:4]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from orchestration_platform.lib.approvals import (
+from orchestration_platform.lib.ml.approvals import (
     ApprovalError,
     approved_waiting,
     audit_after,

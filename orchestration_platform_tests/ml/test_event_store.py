@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 
 from orchestration_platform.devstack.events import generate_events, produce_events
-from orchestration_platform.lib.event_store import ConsumerBusy, consume_batch, consumer_config
+from orchestration_platform.lib.ml.event_store import ConsumerBusy, consume_batch, consumer_config
 from orchestration_platform_tests.ml.conftest import DAY, produce_hours
 
 FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
@@ -128,7 +128,7 @@ def test_a_missing_topic_fails_with_its_name(kafka_bootstrap, ml_env):
 def test_lag_counts_what_the_store_has_not_consumed(kafka_bootstrap, ml_env):
     from confluent_kafka import Consumer
 
-    from orchestration_platform.lib.event_store import topic_lag
+    from orchestration_platform.lib.ml.event_store import topic_lag
 
     # One record per request: tansu's high watermark counts a whole record batch as one offset.
     events = generate_events(100, DAY, DAY + timedelta(hours=1))

@@ -8,7 +8,7 @@ from datetime import timedelta
 import psycopg
 
 from orchestration_platform.devstack.events import EventGenerator, produce_events
-from orchestration_platform.lib.features import load_labelled_features, stale_hours
+from orchestration_platform.lib.ml.features import load_labelled_features, stale_hours
 from orchestration_platform_tests.ml import flow
 from orchestration_platform_tests.ml.conftest import DAY, produce_hours
 

@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from orchestration_platform.lib.payment_events import InvalidEvent, LabelEvent, TransactionEvent, parse_event
+from orchestration_platform.lib.ml.payment_events import (
+    InvalidEvent,
+    LabelEvent,
+    TransactionEvent,
+    parse_event,
+)
 
 TRANSACTION = {
     "schema": "payments.transaction/v1", "event_id": "ev-1", "transaction_id": "tx-1",

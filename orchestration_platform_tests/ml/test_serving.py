@@ -12,11 +12,11 @@ import psycopg
 import pytest
 
 from orchestration_platform.devstack.events import EventGenerator
-from orchestration_platform.lib.approvals import ApprovalError, decide, request_approval
-from orchestration_platform.lib.features import compute_features
-from orchestration_platform.lib.model_registry import ModelRegistry
-from orchestration_platform.lib.serving_switch import DeploymentFailed, switch_serving
-from orchestration_platform.lib.training import train_model
+from orchestration_platform.lib.ml.approvals import ApprovalError, decide, request_approval
+from orchestration_platform.lib.ml.features import compute_features
+from orchestration_platform.lib.ml.model_registry import ModelRegistry
+from orchestration_platform.lib.ml.model_training import train_model
+from orchestration_platform.lib.ml.serving_switch import DeploymentFailed, switch_serving
 from orchestration_platform_tests.ml.conftest import DAY
 
 TRANSACTION = {"occurred_at": "2026-03-02T10:00:00Z", "card_id": "card-1", "merchant_category": "grocery",

@@ -11,7 +11,7 @@ import pytest
 
 from orchestration_platform.defs.ml.approval import decide_model_approval
 from orchestration_platform.devstack.events import EventGenerator, produce_events
-from orchestration_platform.lib.approvals import ApprovalError, decide
+from orchestration_platform.lib.ml.approvals import ApprovalError, decide
 from orchestration_platform_tests.ml import flow
 from orchestration_platform_tests.ml.conftest import DAY, produce_hours
 

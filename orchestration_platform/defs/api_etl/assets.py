@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from orchestration_platform.defs.shared.postgres import PostgresResource
-from orchestration_platform.lib.api_checks import (
+from orchestration_platform.lib.api_etl.checks import (
     CHECK_KEY,
     CHECK_NAMES,
     CHECK_NOT_EMPTY,
@@ -25,11 +25,11 @@ from orchestration_platform.lib.api_checks import (
     CHECK_SCHEMA,
     CheckOutcome,
 )
-from orchestration_platform.lib.endpoint_config import COLUMN_TYPES, EndpointConfig, EndpointsConfig
+from orchestration_platform.lib.api_etl.endpoint_config import COLUMN_TYPES, EndpointConfig, EndpointsConfig
 from orchestration_platform.settings import get_settings
 
 if TYPE_CHECKING:
-    from orchestration_platform.lib.api_pipeline import EndpointRun
+    from orchestration_platform.lib.api_etl.pipeline import EndpointRun
 
 GROUP = "api_etl"
 
@@ -123,7 +123,7 @@ def build_api_etl_assets(config: EndpointsConfig) -> dg.AssetsDefinition:
         selected_checks = context.selected_asset_check_keys
         context.log.info(f"extracting {len(selected)} endpoint(s) concurrently: {[e.name for e in selected]}")
         # Imported here: httpx and psycopg would otherwise slow every load of the code location.
-        from orchestration_platform.lib.api_pipeline import run_endpoints
+        from orchestration_platform.lib.api_etl.pipeline import run_endpoints
 
         runs = run_endpoints(
             config, selected,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration_platform.defs.api_etl.assets import build_api_etl_defs
-from orchestration_platform.lib.endpoint_config import load_endpoints_config
+from orchestration_platform.lib.api_etl.endpoint_config import load_endpoints_config
 from orchestration_platform.settings import get_settings
 
 

@@ -47,7 +47,7 @@ class RawDailyCasesConfig(dg.Config):
 
 
 def _landed_file_url(landed_file: str) -> str:
-    from orchestration_platform.lib.landing_zone import inspect_landed_file
+    from orchestration_platform.lib.ingestion.landing_zone import inspect_landed_file
 
     zone = get_settings().landing_zone
     verdict = inspect_landed_file(zone, Path(landed_file))
@@ -72,7 +72,7 @@ def raw_daily_cases(context: dg.AssetExecutionContext, config: RawDailyCasesConf
     the step is retried; 404 and content that is not CSV fail at once with the reason.
     Metadata: SHA-256 and size of each file, so a re-download that changed is visible.
     """
-    from orchestration_platform.lib.csv_download import (
+    from orchestration_platform.lib.ingestion.download import (
         DownloadError,
         TransientDownloadError,
         download_csv,
@@ -157,8 +157,8 @@ def cleaned_daily_cases(context: dg.AssetExecutionContext, warehouse: WarehouseR
     dropped. Writing replaces exactly the partition's rows in one transaction, so re-running a day
     gives the same table. Metadata `rows_in`, `rows_out` and `dropped_*` plot per partition.
     """
-    from orchestration_platform.lib.csv_cleaning import DROP_REASONS, CsvFormatError, clean_csv
-    from orchestration_platform.lib.daily_cases import CLEANED_TABLE
+    from orchestration_platform.lib.ingestion.cleaning import DROP_REASONS, CsvFormatError, clean_csv
+    from orchestration_platform.lib.ingestion.daily_cases import CLEANED_TABLE
 
     partitions = context.partition_keys
     batches, rows_in, nulled = {}, 0, 0
@@ -210,7 +210,7 @@ def daily_regional_summary(context: dg.AssetExecutionContext, warehouse: Warehou
     Built from the cleaned table only after its blocking checks pass, so a day with conflicting
     report ids or unparsed dates never reaches the summary. Replaces its partitions idempotently.
     """
-    from orchestration_platform.lib.daily_cases import SUMMARY_TABLE, regional_summary
+    from orchestration_platform.lib.ingestion.daily_cases import SUMMARY_TABLE, regional_summary
 
     store = warehouse.get_warehouse()
     batches = regional_summary(store, context.partition_keys)

@@ -33,7 +33,7 @@ def cleaned_daily_cases_checks(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
     """Audit the stored partitions of this run (or the latest stored day when run on its own)."""
-    from orchestration_platform.lib.daily_cases import (
+    from orchestration_platform.lib.ingestion.daily_cases import (
         CLEANED_TABLE,
         audit_partitions,
         history_before,

@@ -44,7 +44,7 @@ def _partition_problem(day: str) -> str | None:
     "(named with its day, e.g. daily_cases_2026-01-31.csv).",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    from orchestration_platform.lib.landing_zone import scan_landing_zone
+    from orchestration_platform.lib.ingestion.landing_zone import scan_landing_zone
 
     zone = get_settings().landing_zone
     state = json.loads(context.cursor) if context.cursor else {}

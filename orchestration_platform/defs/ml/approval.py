@@ -35,8 +35,8 @@ def model_approval_request(
     the `decide_model_approval` job (Launchpad: version, decision, reviewer, comment) or the CLI. Pending
     requests expire after ML_APPROVAL_TTL_HOURS; a newer candidate supersedes older pending ones.
     """
-    from orchestration_platform.lib.approvals import request_approval
-    from orchestration_platform.lib.model_registry import EVALUATION_TAG, FINGERPRINT_TAG
+    from orchestration_platform.lib.ml.approvals import request_approval
+    from orchestration_platform.lib.ml.model_registry import EVALUATION_TAG, FINGERPRINT_TAG
 
     event = context.instance.get_latest_materialization_event(CANDIDATE_KEY)
     if event is None or event.asset_materialization is None:
@@ -98,7 +98,7 @@ def record_model_decision(
     model_registry: ModelRegistryResource,
 ) -> None:
     """Record a person's decision on a pending model approval (refused for unknown, decided or expired ones)."""
-    from orchestration_platform.lib.approvals import ApprovalError, decide
+    from orchestration_platform.lib.ml.approvals import ApprovalError, decide
 
     try:
         with postgres.connect(autocommit=True) as conn:

@@ -27,9 +27,9 @@ def served_model(
     approved, or whose files no longer match the approved fingerprint; switches atomically, checks
     `/healthz` and `/version`, and rolls back to the previous version if either fails.
     """
-    from orchestration_platform.lib.approvals import ApprovalError
-    from orchestration_platform.lib.model_registry import RegistryError
-    from orchestration_platform.lib.serving_switch import DeploymentFailed, switch_serving
+    from orchestration_platform.lib.ml.approvals import ApprovalError
+    from orchestration_platform.lib.ml.model_registry import RegistryError
+    from orchestration_platform.lib.ml.serving_switch import DeploymentFailed, switch_serving
 
     registry = model_registry.open()
     try:

@@ -46,7 +46,7 @@ def payment_events(
     offsets (`ml.consumer_offsets`), and a run starts from the offsets stored there, so a crash at any
     point neither loses nor duplicates an event.
     """
-    from orchestration_platform.lib.event_store import consume_batch
+    from orchestration_platform.lib.ml.event_store import consume_batch
 
     topic = get_settings().ml_events_topic
 

@@ -48,7 +48,7 @@ def transaction_features(context: dg.AssetExecutionContext, postgres: PostgresRe
     events (or late fraud labels) are picked up by re-materializing their hour: the `stale_feature_hours`
     sensor does this. Hours that fail the blocking checks are excluded from training.
     """
-    from orchestration_platform.lib import features as lib
+    from orchestration_platform.lib.ml import features as lib
 
     hour: datetime = context.partition_time_window.start
     with postgres.connect(autocommit=True) as conn:

@@ -44,7 +44,7 @@ def payment_events_lag(
 ) -> dg.SensorResult:
     from confluent_kafka import Consumer
 
-    from orchestration_platform.lib.event_store import ensure_schema, topic_lag
+    from orchestration_platform.lib.ml.event_store import ensure_schema, topic_lag
 
     topic = get_settings().ml_events_topic
     state = json.loads(context.cursor) if context.cursor else {}
@@ -82,7 +82,7 @@ def payment_events_lag(
     "computed: late events re-materialize their hour.",
 )
 def stale_feature_hours(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
-    from orchestration_platform.lib.features import ensure_feature_schema, stale_hours
+    from orchestration_platform.lib.ml.features import ensure_feature_schema, stale_hours
 
     start = datetime.strptime(get_settings().ml_features_start, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
     with postgres.connect(autocommit=True) as conn:
@@ -104,7 +104,7 @@ def stale_feature_hours(context: dg.SensorEvaluationContext, postgres: PostgresR
     "(CLI decisions, expiries, deployments) as a materialization of ml/model_approval.",
 )
 def model_approval_audit(context: dg.SensorEvaluationContext, postgres: PostgresResource) -> dg.SensorResult:
-    from orchestration_platform.lib.approvals import audit_after, expire_due
+    from orchestration_platform.lib.ml.approvals import audit_after, expire_due
 
     last_id = int(context.cursor or 0)
     with postgres.connect(autocommit=True) as conn:
@@ -146,7 +146,7 @@ def model_approval_audit(context: dg.SensorEvaluationContext, postgres: Postgres
 def approved_model_deployments(
     context: dg.SensorEvaluationContext, postgres: PostgresResource, model_registry: ModelRegistryResource
 ) -> dg.SensorResult:
-    from orchestration_platform.lib.approvals import approved_waiting
+    from orchestration_platform.lib.ml.approvals import approved_waiting
 
     with postgres.connect(autocommit=True) as conn:
         conn.execute(f"SET statement_timeout = {int(POLL_TIMEOUT_S * 1000)}")

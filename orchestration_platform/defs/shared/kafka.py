@@ -30,7 +30,7 @@ class KafkaResource(dg.ConfigurableResource):
 
     def consumer_config(self, group: str) -> dict:
         """A consumer whose position is owned by the PostgreSQL store (no auto commit)."""
-        from orchestration_platform.lib.event_store import consumer_config
+        from orchestration_platform.lib.ml.event_store import consumer_config
 
         extra = {k: v for k, v in self.client_config().items() if k != "bootstrap.servers"}
         extra |= {

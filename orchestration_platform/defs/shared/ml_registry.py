@@ -15,6 +15,6 @@ class ModelRegistryResource(dg.ConfigurableResource):
 
     def open(self):
         """A `lib.model_registry.ModelRegistry` (imports MLflow only when used)."""
-        from orchestration_platform.lib.model_registry import ModelRegistry
+        from orchestration_platform.lib.ml.model_registry import ModelRegistry
 
         return ModelRegistry(self.postgres_url, self.artifact_root, self.model_name)

@@ -40,7 +40,7 @@ class TrainingLauncher(dg.ConfigurableResource):
             )
         from dagster_k8s import PipesK8sClient
 
-        from orchestration_platform.lib.training_pod import training_pod_spec
+        from orchestration_platform.lib.ml.training_pod import training_pod_spec
 
         if not self.image:
             raise dg.Failure(

@@ -20,6 +20,6 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get_warehouse(self):
         """The pure-logic `Warehouse` (lib.warehouse_sink) for this URL; imported here to keep loading light."""
-        from orchestration_platform.lib.warehouse_sink import Warehouse
+        from orchestration_platform.lib.ingestion.warehouse import Warehouse
 
         return Warehouse(self.url or get_settings().warehouse_url)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from orchestration_platform.lib.api_extract import ExtractError, Extractor, ExtractResult
-from orchestration_platform.lib.api_publish import (
+from orchestration_platform.lib.api_etl.endpoint_config import EndpointConfig, EndpointsConfig
+from orchestration_platform.lib.api_etl.extract import ExtractError, Extractor, ExtractResult
+from orchestration_platform.lib.api_etl.publish import (
     Connector,
     LoadOutcome,
     latest_watermark,
@@ -25,8 +26,7 @@ from orchestration_platform.lib.api_publish import (
     prepare_database,
     record_failed_load,
 )
-from orchestration_platform.lib.api_transform import stream_transform
-from orchestration_platform.lib.endpoint_config import EndpointConfig, EndpointsConfig
+from orchestration_platform.lib.api_etl.transform import stream_transform
 
 Progress = Callable[[str], None]
 

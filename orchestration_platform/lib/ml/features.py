@@ -106,7 +106,7 @@ def compute_features(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def ensure_feature_schema(conn: psycopg.Connection) -> None:
-    from orchestration_platform.lib.event_store import ensure_schema
+    from orchestration_platform.lib.ml.event_store import ensure_schema
 
     ensure_schema(conn)
     if conn.execute("SELECT to_regclass('ml.transaction_features')").fetchone()[0]:

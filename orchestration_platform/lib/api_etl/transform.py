@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from orchestration_platform.lib.endpoint_config import EndpointConfig
+from orchestration_platform.lib.api_etl.endpoint_config import EndpointConfig
 
 DRIFT_SAMPLE = 1000
 

@@ -23,7 +23,7 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from orchestration_platform.lib.endpoint_config import EndpointConfig, ExtractDefaults
+from orchestration_platform.lib.api_etl.endpoint_config import EndpointConfig, ExtractDefaults
 
 RetryLog = Callable[[str, int, str, float], None]  # endpoint, attempt, reason, seconds until the next try
 

@@ -23,7 +23,7 @@ import msgspec
 import psycopg
 from confluent_kafka import Message
 
-from orchestration_platform.lib.payment_events import (
+from orchestration_platform.lib.ml.payment_events import (
     MAX_MESSAGE_BYTES,
     NUL_ESCAPE,
     InvalidEvent,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from orchestration_platform.lib.features import FEATURE_COLUMNS
+from orchestration_platform.lib.ml.features import FEATURE_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd

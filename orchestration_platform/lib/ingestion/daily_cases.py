@@ -11,8 +11,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from orchestration_platform.lib.csv_cleaning import DAILY_CASES
-from orchestration_platform.lib.warehouse_sink import TableSpec, Warehouse, WarehouseColumn, partition_bounds
+from orchestration_platform.lib.ingestion.cleaning import DAILY_CASES
+from orchestration_platform.lib.ingestion.warehouse import (
+    TableSpec,
+    Warehouse,
+    WarehouseColumn,
+    partition_bounds,
+)
 
 CLEANED_TABLE = TableSpec(
     name="daily_cases",

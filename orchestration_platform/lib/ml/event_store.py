@@ -16,7 +16,7 @@ from collections.abc import Callable
 import psycopg
 from confluent_kafka import Message
 
-from orchestration_platform.lib.event_chunks import BatchStats, ChunkWriter, validate_chunk
+from orchestration_platform.lib.ml.event_chunks import BatchStats, ChunkWriter, validate_chunk
 
 __all__ = ["BatchStats", "ConsumerBusy", "consume_batch", "consumer_config", "ensure_schema", "topic_lag"]
 

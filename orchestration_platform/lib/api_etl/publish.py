@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from orchestration_platform.lib.api_checks import (
+from orchestration_platform.lib.api_etl.checks import (
     CHECK_KEY,
     CHECK_NOT_EMPTY,
     CHECK_REJECTS,
@@ -32,8 +32,8 @@ from orchestration_platform.lib.api_checks import (
     CHECK_SCHEMA,
     CheckOutcome,
 )
-from orchestration_platform.lib.api_transform import TransformResult
-from orchestration_platform.lib.endpoint_config import COLUMN_TYPES, EndpointConfig
+from orchestration_platform.lib.api_etl.endpoint_config import COLUMN_TYPES, EndpointConfig
+from orchestration_platform.lib.api_etl.transform import TransformResult
 
 Connector = Callable[[], AbstractContextManager[psycopg.Connection]]
 

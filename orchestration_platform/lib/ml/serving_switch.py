@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 import psycopg
 
-from orchestration_platform.lib.approvals import ApprovalError, authorize_deployment, record_outcome
+from orchestration_platform.lib.ml.approvals import ApprovalError, authorize_deployment, record_outcome
 
 SERVING_DDL = """
 CREATE SCHEMA IF NOT EXISTS ml;

@@ -1,0 +1,1 @@
+"""Pure logic of the api_etl domain (no Dagster imports)."""

@@ -1,0 +1,1 @@
+"""Pure logic of the ingestion domain (no Dagster imports)."""

@@ -1,0 +1,1 @@
+"""Pure logic of the ml domain (no Dagster imports)."""
