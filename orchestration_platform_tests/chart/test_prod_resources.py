@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 from dagster import AssetExecutionContext
 
-from orchestration_platform.defs.shared.training_launcher import TrainingLauncher
+from orchestration_platform.defs.ml.training_launcher import TrainingLauncher
 from orchestration_platform_tests.chart.conftest import KUBERNETES_VERSION, NAMESPACE, VALUE_SETS, Helm, find
 from orchestration_platform_tests.chart.kubeconfig import write_kubeconfig
 from orchestration_platform_tests.chart.pod_security import assert_restricted_pod
@@ -54,9 +54,11 @@ def prod_env(chart: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_prod_binds_postgres_external_kafka_and_kubernetes_training(
     chart: list[dict[str, Any]], prod_env: dict[str, str]
 ) -> None:
-    from orchestration_platform.defs.shared.resources import resources_for
+    from orchestration_platform.defs.ingestion.resources import ingestion_resources_for
+    from orchestration_platform.defs.ml.resources import ml_resources_for
+    from orchestration_platform.defs.shared.resources import shared_resources_for
 
-    resources = resources_for("prod")
+    resources = shared_resources_for("prod") | ingestion_resources_for("prod") | ml_resources_for("prod")
     # Secrets stay environment references: the UI shows the variable's name, never its value.
     assert resources["postgres"].url == dg.EnvVar("POSTGRES_URL")
     assert resources["warehouse"].url == dg.EnvVar("INGESTION_WAREHOUSE_URL")
@@ -146,11 +148,11 @@ def candidate_model(context: AssetExecutionContext, training_launcher: TrainingL
 def test_prod_training_is_a_restricted_pipes_pod_in_the_release_namespace(
     chart: list[dict[str, Any]], prod_env: dict[str, str], kubernetes_api: list[tuple[str, dict[str, Any]]]
 ) -> None:
-    from orchestration_platform.defs.shared.resources import resources_for
+    from orchestration_platform.defs.ml.resources import ml_resources_for
 
     result = dg.materialize(
         [candidate_model],
-        resources={"training_launcher": resources_for("prod")["training_launcher"]},
+        resources={"training_launcher": ml_resources_for("prod")["training_launcher"]},
         raise_on_error=False,
     )
     assert not result.success, "the offline API server refuses the pod, so the step fails after sending it"

@@ -17,7 +17,7 @@ from orchestration_platform.defs.ingestion.assets import (
     raw_daily_cases,
 )
 from orchestration_platform.defs.ingestion.checks import cleaned_daily_cases_checks
-from orchestration_platform.defs.shared.warehouse import WarehouseResource
+from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
 
 INGESTION_DEFS = [raw_daily_cases, cleaned_daily_cases, cleaned_daily_cases_checks, daily_regional_summary]
 

@@ -16,7 +16,7 @@ import pytest
 
 from orchestration_platform.defs.ingestion.jobs import daily_cases_ingestion
 from orchestration_platform.defs.ingestion.sensors import MAX_RUNS_PER_TICK, landing_zone_sensor
-from orchestration_platform.defs.shared.warehouse import WarehouseResource
+from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
 from orchestration_platform_tests.ingestion.conftest import INGESTION_DEFS, table_rows
 
 CSV = (

@@ -17,12 +17,12 @@ import dagster as dg
 import httpx
 import pytest
 
+from orchestration_platform.defs.ml.kafka import KafkaResource
+from orchestration_platform.defs.ml.registry import ModelRegistryResource
+from orchestration_platform.defs.ml.serving_client import ServingEndpointResource
+from orchestration_platform.defs.ml.training_launcher import TrainingLauncher
 from orchestration_platform.defs.shared.alerts import AlertWebhookResource
-from orchestration_platform.defs.shared.kafka import KafkaResource
-from orchestration_platform.defs.shared.ml_registry import ModelRegistryResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
-from orchestration_platform.defs.shared.serving_client import ServingEndpointResource
-from orchestration_platform.defs.shared.training_launcher import TrainingLauncher
 from orchestration_platform.devstack.events import ensure_topic, generate_events, produce_events
 from orchestration_platform.devstack.services import free_port, wait_for_port
 

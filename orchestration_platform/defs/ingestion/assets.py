@@ -16,7 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 from orchestration_platform.defs.ingestion.partitions import daily_partitions
-from orchestration_platform.defs.shared.warehouse import WarehouseResource
+from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
 from orchestration_platform.settings import get_settings
 
 GROUP = "ingestion"

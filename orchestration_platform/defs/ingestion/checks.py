@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from orchestration_platform.defs.ingestion.assets import CLEANED_KEY
-from orchestration_platform.defs.shared.warehouse import WarehouseResource
+from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
 
 CHECKS = {
     "required_columns_present": ("The table has every required column.", True),

@@ -6,8 +6,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from orchestration_platform.defs.ml.registry import ModelRegistryResource
 from orchestration_platform.defs.ml.training import CANDIDATE_KEY, candidate_model
-from orchestration_platform.defs.shared.ml_registry import ModelRegistryResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.settings import get_settings
 

@@ -4,9 +4,9 @@ import dagster as dg
 from pydantic import Field
 
 from orchestration_platform.defs.ml.approval import APPROVAL_KEY
-from orchestration_platform.defs.shared.ml_registry import ModelRegistryResource
+from orchestration_platform.defs.ml.registry import ModelRegistryResource
+from orchestration_platform.defs.ml.serving_client import ServingEndpointResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
-from orchestration_platform.defs.shared.serving_client import ServingEndpointResource
 
 
 class DeployConfig(dg.Config):

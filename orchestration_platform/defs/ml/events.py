@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from orchestration_platform.defs.shared.kafka import KafkaResource
+from orchestration_platform.defs.ml.kafka import KafkaResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.settings import get_settings
 

@@ -16,8 +16,8 @@ from orchestration_platform.defs.ml.approval import APPROVAL_KEY
 from orchestration_platform.defs.ml.deployment import deploy_approved_model
 from orchestration_platform.defs.ml.events import CONSUMER_GROUP, consume_payment_events, payments_topic
 from orchestration_platform.defs.ml.features import compute_transaction_features
-from orchestration_platform.defs.shared.kafka import KafkaResource
-from orchestration_platform.defs.shared.ml_registry import ModelRegistryResource
+from orchestration_platform.defs.ml.kafka import KafkaResource
+from orchestration_platform.defs.ml.registry import ModelRegistryResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.settings import get_settings
 

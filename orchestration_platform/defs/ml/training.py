@@ -6,8 +6,8 @@ import dagster as dg
 from pydantic import Field
 
 from orchestration_platform.defs.ml.features import transaction_features
-from orchestration_platform.defs.shared.ml_registry import ModelRegistryResource
-from orchestration_platform.defs.shared.training_launcher import TrainingLauncher
+from orchestration_platform.defs.ml.registry import ModelRegistryResource
+from orchestration_platform.defs.ml.training_launcher import TrainingLauncher
 
 CANDIDATE_KEY = dg.AssetKey(["ml", "candidate_model"])
 
