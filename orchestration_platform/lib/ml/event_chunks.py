@@ -34,6 +34,7 @@ from orchestration_platform.lib.ml.payment_events import (
 
 _CHUNK_DECODER = msgspec.json.Decoder(list[PaymentEvent])
 _RAW_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
+_ROWS_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass
@@ -47,6 +48,7 @@ class BatchStats:
     chunks: int = 0
     seconds: float = 0.0
     lag: int = 0
+    partitions: list[int] = field(default_factory=list)  # the partitions this consumer held
     hours: set[datetime] = field(default_factory=set)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -81,8 +83,8 @@ RETURNING hour
 class Chunk:
     """One transaction's worth: CSV rows for COPY, the offset range per partition, dead letters."""
 
-    transactions_csv: str
-    labels_csv: str
+    transactions_csv: bytes
+    labels_csv: bytes
     transactions: int
     labels: int
     ranges: dict[int, tuple[int, int]]
@@ -90,17 +92,29 @@ class Chunk:
     next_offsets: dict[int, int]
 
 
-def _csv(events: Iterable, topic: str, partitions: Iterable[int], offsets: Iterable[int]) -> str:
-    buffer = io.StringIO()
-    # Struct fields + (topic, partition, offset), joined by C-level iterators: no per-event Python code.
-    csv.writer(buffer, lineterminator="\n").writerows(
+def _csv(events: Iterable, topic: str, partitions: Iterable[int], offsets: Iterable[int]) -> bytes:
+    """COPY rows (CSV) of validated events, each followed by (topic, partition, offset).
+
+    Fast path: one msgspec encode of all rows as JSON arrays. A JSON array of strings, numbers and
+    booleans without backslash escapes is, between its brackets, a valid CSV line (strings double-quoted,
+    no quote inside), and RFC 3339 instants are what `timestamptz` reads. Any escape, or a `],[` inside a
+    value, falls back to the csv module (~6x slower, same rows).
+    """
+    rows = list(
         map(
             operator.add,
             map(msgspec.structs.astuple, events),
             zip(repeat(topic), partitions, offsets, strict=True),
         )
     )
-    return buffer.getvalue()
+    if not rows:
+        return b""
+    encoded = _ROWS_ENCODER.encode(rows)
+    if b"\\" not in encoded and encoded.count(b"],[") == len(rows) - 1:
+        return encoded[2:-2].replace(b"],[", b"\n") + b"\n"
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()
 
 
 def validate_chunk(topic: str, messages: list, next_offsets: dict[int, int]) -> Chunk:

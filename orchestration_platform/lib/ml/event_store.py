@@ -4,6 +4,11 @@ The store, not Kafka, owns the consumer position: every chunk of messages is wri
 dead letters) together with the next offset of each partition in ONE PostgreSQL transaction, and a
 consumer starts from the offsets it reads back from PostgreSQL. A process killed at any point either
 committed a chunk and its offsets, or neither, so a restart neither loses nor repeats an event.
+
+Offsets and locks are per (consumer group, topic, partition): consumer i of N owns every N-th
+partition, and a PostgreSQL advisory lock per partition makes sure only one process writes a
+partition at a time, whatever N each process was started with. A consumer that dies drops its
+connection and with it its locks; the next consumer takes the partitions over from the stored offsets.
 Malformed messages go to `ml.dead_letters` with the reason and never stop the stream.
 """
 
@@ -18,7 +23,15 @@ from confluent_kafka import Message
 
 from orchestration_platform.lib.ml.event_chunks import BatchStats, ChunkWriter, validate_chunk
 
-__all__ = ["BatchStats", "ConsumerBusy", "consume_batch", "consumer_config", "ensure_schema", "topic_lag"]
+__all__ = [
+    "BatchStats",
+    "ConsumerBusy",
+    "consume_batch",
+    "consumer_config",
+    "ensure_schema",
+    "owned_partitions",
+    "topic_lag",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +73,7 @@ CREATE TABLE IF NOT EXISTS ml.feature_hours (
 
 
 class ConsumerBusy(RuntimeError):
-    """Another consumer holds this group's lock: one consumer per group and topic writes at a time."""
+    """Every partition this consumer could take is being written by another consumer of the group."""
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -126,11 +139,59 @@ def topic_lag(
     return lag
 
 
+def owned_partitions(partitions: list[int], consumer_index: int, consumers: int) -> list[int]:
+    """The partitions consumer `consumer_index` of `consumers` owns: every `consumers`-th one, disjoint and complete."""
+    if consumers < 1 or not 0 <= consumer_index < consumers:
+        raise ValueError(
+            f"consumer {consumer_index} of {consumers}: the index must be 0..{max(consumers - 1, 0)} and the "
+            "number of consumers at least 1 (ML_CONSUMERS)"
+        )
+    return [p for i, p in enumerate(sorted(partitions)) if i % consumers == consumer_index]
+
+
+def _claim_partitions(conn: psycopg.Connection, group: str, topic: str, wanted: list[int]) -> list[int]:
+    """Take the group's lock in shared mode, then each wanted partition's lock; return the partitions taken.
+
+    Session locks: they last for the batch and vanish with the connection, so a consumer that dies
+    (even by SIGKILL) frees its partitions for the next one. An exclusive hold of the group lock (an
+    operator resetting offsets) keeps every consumer out.
+    """
+    group_key = f"ml.consumer:{group}:{topic}"
+    if not conn.execute("SELECT pg_try_advisory_lock_shared(hashtext(%s))", (group_key,)).fetchone()[0]:
+        raise ConsumerBusy(
+            f"consumer group {group!r} on topic {topic!r} is locked exclusively by another process "
+            "(an offset reset?); wait for it to finish"
+        )
+    taken = [
+        partition
+        for partition in wanted
+        if conn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (f"{group_key}:{partition}",)
+        ).fetchone()[0]
+    ]
+    if wanted and not taken:
+        _release(conn, group, topic, [])
+        raise ConsumerBusy(
+            f"partitions {wanted} of topic {topic!r} (consumer group {group!r}) are all being consumed by other "
+            "processes; wait for them to finish (one consumer per partition writes at a time)"
+        )
+    return taken
+
+
+def _release(conn: psycopg.Connection, group: str, topic: str, partitions: list[int]) -> None:
+    group_key = f"ml.consumer:{group}:{topic}"
+    for partition in partitions:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (f"{group_key}:{partition}",))
+    conn.execute("SELECT pg_advisory_unlock_shared(hashtext(%s))", (group_key,))
+
+
 def consume_batch(
     postgres_url: str,
     kafka_config: dict,
     topic: str,
     *,
+    consumer_index: int = 0,
+    consumers: int = 1,
     max_messages: int = 100_000,
     chunk_size: int = 20_000,
     idle_timeout_s: float = 2.0,
@@ -139,20 +200,19 @@ def consume_batch(
 ) -> BatchStats:
     """Consume at most `max_messages` (up to the end of the topic as it was at start) into the store.
 
+    Consumer `consumer_index` of `consumers` reads only the partitions it owns (`owned_partitions`),
+    and of those only the ones no other consumer of the group is writing (a PostgreSQL advisory lock
+    per group, topic and partition); `stats.partitions` says which. N consumers (runs, processes, pods)
+    with the same N and different indexes therefore split a topic without ever writing the same event.
+
     A batch also ends after `max_seconds` once past the start's end: a live stream never goes idle,
     and the next batch carries on from the stored offsets.
 
     `kafka_config` is `consumer_config(...)`; its `group.id` names the position kept in PostgreSQL.
     Each chunk of `chunk_size` messages commits with its offsets, so a long batch makes progress
-    that a crash cannot undo. Raises `ConsumerBusy` if another consumer of the group is writing.
+    that a crash cannot undo. Raises `ConsumerBusy` if all of its partitions are being written.
     """
-    from confluent_kafka import (
-        OFFSET_BEGINNING,
-        Consumer,
-        KafkaError,
-        KafkaException,
-        TopicPartition,
-    )
+    from confluent_kafka import Consumer
 
     if max_messages <= 0 or chunk_size <= 0 or max_seconds <= 0:
         raise ValueError(
@@ -161,68 +221,101 @@ def consume_batch(
     group = kafka_config["group.id"]
     stats = BatchStats()
     started = time.perf_counter()
-    with psycopg.connect(postgres_url, application_name="ml-events-consumer", autocommit=True) as conn:
+    with psycopg.connect(
+        postgres_url,
+        application_name="ml-events-consumer",
+        autocommit=True,
+        # A consumer cut off from the network loses its partition locks within ~30 s, not hours.
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=4,
+    ) as conn:
         ensure_schema(conn)
-        lock_key = f"ml.consumer:{group}:{topic}"
-        if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (lock_key,)).fetchone()[0]:
-            raise ConsumerBusy(
-                f"consumer group {group!r} on topic {topic!r} is already being consumed by another process; "
-                "wait for it to finish (one consumer per group writes at a time)"
-            )
         consumer = Consumer(kafka_config)
-        writer: ChunkWriter | None = None
         try:
-            partitions = topic_partitions(consumer, topic, 10)
-            offsets = stored_offsets(conn, group, topic)
-            end = {}
-            for partition in partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                end[partition] = high
-            consumer.assign([TopicPartition(topic, p, offsets.get(p, OFFSET_BEGINNING)) for p in partitions])
-            position = {p: offsets.get(p, 0) for p in partitions}
-            pending: list = []
-            writer = ChunkWriter(conn, group, topic, stats, progress)
-            idle_since = time.monotonic()
-            deadline = time.monotonic() + max_seconds
-            while stats.consumed < max_messages:
-                caught_up = all(position[p] >= end[p] for p in partitions)
-                if caught_up and time.monotonic() > deadline:
-                    break  # past the start's end and out of time: the live tail is the next batch's
-                batch = consumer.consume(
-                    num_messages=min(10_000, max_messages - stats.consumed), timeout=0.2 if caught_up else 0.5
-                )
-                if not batch:
-                    # Past the start's high watermark and nothing more arrives: the batch is done. (A watermark
-                    # can lag the real end: tansu counts a record batch as one offset, so we also wait for idle.)
-                    if caught_up or time.monotonic() - idle_since > idle_timeout_s:
-                        break
-                    continue
-                idle_since = time.monotonic()
-                if any(map(Message.error, batch)):
-                    for message in batch:
-                        error = message.error()
-                        if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                            raise KafkaException(error)
-                    batch = [message for message in batch if message.error() is None]
-                # The last message of each partition in the batch gives its next position.
-                for partition, offset in dict(
-                    zip(map(Message.partition, batch), map(Message.offset, batch), strict=True)
-                ).items():
-                    position[partition] = offset + 1
-                pending.extend(batch)
-                stats.consumed += len(batch)
-                if len(pending) >= chunk_size:
-                    writer.put(validate_chunk(topic, pending, dict(position)))
-                    pending = []
-            if pending:
-                writer.put(validate_chunk(topic, pending, dict(position)))
-            writer.close()
-            writer = None
-            stats.lag = sum(max(end[p] - position[p], 0) for p in partitions)
+            wanted = owned_partitions(topic_partitions(consumer, topic, 10), consumer_index, consumers)
+            partitions = _claim_partitions(conn, group, topic, wanted)
+            try:
+                stats.partitions = partitions
+                if partitions:
+                    _consume_partitions(
+                        conn, consumer, group, topic, partitions, stats,
+                        max_messages=max_messages, chunk_size=chunk_size, idle_timeout_s=idle_timeout_s,
+                        max_seconds=max_seconds, progress=progress,
+                    )  # fmt: skip
+            finally:
+                _release(conn, group, topic, partitions)
         finally:
-            if writer is not None:
-                writer.abort()
             consumer.close()
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_key,))
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _consume_partitions(
+    conn: psycopg.Connection,
+    consumer,
+    group: str,
+    topic: str,
+    partitions: list[int],
+    stats: BatchStats,
+    *,
+    max_messages: int,
+    chunk_size: int,
+    idle_timeout_s: float,
+    max_seconds: float,
+    progress: Callable[[BatchStats], None] | None,
+) -> None:
+    """The consume loop over partitions this process holds the locks of; offsets are read after locking."""
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+    offsets = stored_offsets(conn, group, topic)
+    end = {}
+    for partition in partitions:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        end[partition] = high
+    consumer.assign([TopicPartition(topic, p, offsets.get(p, OFFSET_BEGINNING)) for p in partitions])
+    position = {p: offsets.get(p, 0) for p in partitions}
+    pending: list = []
+    writer: ChunkWriter | None = ChunkWriter(conn, group, topic, stats, progress)
+    try:
+        idle_since = time.monotonic()
+        deadline = time.monotonic() + max_seconds
+        while stats.consumed < max_messages:
+            caught_up = all(position[p] >= end[p] for p in partitions)
+            if caught_up and time.monotonic() > deadline:
+                break  # past the start's end and out of time: the live tail is the next batch's
+            batch = consumer.consume(
+                num_messages=min(10_000, max_messages - stats.consumed), timeout=0.2 if caught_up else 0.5
+            )
+            if not batch:
+                # Past the start's high watermark and nothing more arrives: the batch is done. (A watermark
+                # can lag the real end: tansu counts a record batch as one offset, so we also wait for idle.)
+                if caught_up or time.monotonic() - idle_since > idle_timeout_s:
+                    break
+                continue
+            idle_since = time.monotonic()
+            if any(map(Message.error, batch)):
+                for message in batch:
+                    error = message.error()
+                    if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                batch = [message for message in batch if message.error() is None]
+            # The last message of each partition in the batch gives its next position.
+            for partition, offset in dict(
+                zip(map(Message.partition, batch), map(Message.offset, batch), strict=True)
+            ).items():
+                position[partition] = offset + 1
+            pending.extend(batch)
+            stats.consumed += len(batch)
+            if len(pending) >= chunk_size:
+                writer.put(validate_chunk(topic, pending, dict(position)))
+                pending = []
+        if pending:
+            writer.put(validate_chunk(topic, pending, dict(position)))
+        writer.close()
+        writer = None
+        stats.lag = sum(max(end[p] - position[p], 0) for p in partitions)
+    finally:
+        if writer is not None:
+            writer.abort()
