@@ -1,13 +1,17 @@
-"""The human approval gate: pending approvals per model version, decided from the UI or the CLI."""
+"""The human approval gate: pending approvals per model version, decided on the review page or the CLI.
 
-from datetime import timedelta
-from typing import Literal
+There is no Launchpad decision job: open-source Dagster has no sign-in, so a reviewer typed into run
+config would be a claim, not an identity.
+"""
+
+import os
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from pydantic import Field
 
 from orchestration_platform.defs.ml.registry import ModelRegistryResource
 from orchestration_platform.defs.ml.training import CANDIDATE_KEY, candidate_model
+from orchestration_platform.defs.shared.alerts import AlertWebhookResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.settings import get_settings
 
@@ -18,23 +22,60 @@ model_approval = dg.AssetSpec(
     group_name="ml",
     kinds={"postgres"},
     deps=[dg.AssetKey(["ml", "model_approval_request"])],
-    description="Decisions on model versions (who, when, approve or reject, comment), from the "
-    "`decide_model_approval` job in this UI or `orchestration-platform approve/reject`. Each decision, "
-    "expiry and deployment outcome is an audit record in `ml.approval_audit`, shown here as a "
-    "materialization with that record as metadata.",
+    description="Decisions on model versions (who, when, approve or reject, comment), made on the review "
+    "page (behind the sign-in proxy; REVIEW_PAGE_URL) or with `orchestration-platform approve/reject` as "
+    "your own OS user. The approvers policy (ML_APPROVERS, ML_APPROVER_GROUPS, ML_APPROVALS_REQUIRED, "
+    "four-eyes) decides which decisions count. Each decision, refusal, expiry and deployment outcome is an "
+    "audit record in `ml.approval_audit`, shown here as a materialization with that record as metadata.",
 )
+
+
+def _trainer(run: dg.DagsterRun) -> str:
+    """Who launched the training: a sign-in user tag when the launcher records one, else the run itself.
+
+    Open-source Dagster records no user; a free-text tag can only block that person's own approval
+    (four-eyes), never grant one, so it is safe to honour.
+    """
+    for tag in ("dagster/user", "ml/requested_by"):
+        if run.tags.get(tag, "").strip():
+            return run.tags[tag].strip()
+    return f"dagster run {run.run_id[:8]}"
+
+
+def _evaluation(context: dg.AssetExecutionContext, materialization: dg.AssetMaterialization) -> dict:
+    """The candidate's holdout metrics and the served model's on the same holdout (the blocking check)."""
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    candidate = {k: meta[f"holdout_{k}"] for k in ("roc_auc", "average_precision", "rows") if f"holdout_{k}" in meta}
+    served: dict = {}
+    record = context.instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(CANDIDATE_KEY, "beats_served_model")
+    )
+    data = record.event.dagster_event.event_specific_data if record and record.event else None
+    if data is not None and getattr(data, "metadata", None):
+        check = {k: v.value for k, v in data.metadata.items()}
+        if str(check.get("model_version")) == str(meta.get("model_version")):
+            served = {"version": str(check.get("served_version", "none"))}
+            if "served_roc_auc" in check:
+                served["roc_auc"] = check["served_roc_auc"]
+    return {"candidate": candidate, "served": served}
 
 
 @dg.asset(key=["ml", "model_approval_request"], group_name="ml", kinds={"postgres"}, deps=[candidate_model])
 def model_approval_request(
-    context: dg.AssetExecutionContext, model_registry: ModelRegistryResource, postgres: PostgresResource
+    context: dg.AssetExecutionContext,
+    model_registry: ModelRegistryResource,
+    postgres: PostgresResource,
+    alert_webhook: AlertWebhookResource,
 ) -> dg.MaterializeResult:
     """A pending approval for exactly the candidate version that passed evaluation (and its file fingerprint).
 
-    Nothing waits in a worker: the request is a row in `ml.model_approvals`; a person decides later from
-    the `decide_model_approval` job (Launchpad: version, decision, reviewer, comment) or the CLI. Pending
+    Nothing waits in a worker: the request is a row in `ml.model_approvals` with the candidate's holdout
+    metrics, the served model's on the same holdout, the feature partitions and data version and who
+    launched the training (four-eyes). The alert webhook announces it with a link to the review page,
+    where an approver decides (or `orchestration-platform approve VERSION` as your OS user). Pending
     requests expire after ML_APPROVAL_TTL_HOURS; a newer candidate supersedes older pending ones.
     """
+    from orchestration_platform.lib.ml.approval_policy import ApprovalPolicy, PolicyError
     from orchestration_platform.lib.ml.approvals import request_approval
     from orchestration_platform.lib.ml.model_registry import EVALUATION_TAG, FINGERPRINT_TAG
 
@@ -52,12 +93,18 @@ def model_approval_request(
     fingerprint = registry.compute_fingerprint(version)
     if fingerprint != tags.get(FINGERPRINT_TAG):
         raise dg.Failure(f"model version {version}: its files changed since registration; retrain")
+    try:
+        policy = ApprovalPolicy.from_env()
+    except PolicyError as error:
+        raise dg.Failure(str(error)) from None
     ttl = timedelta(hours=get_settings().ml_approval_ttl_hours)
     metrics = {
         k: v
         for k, v in tags.items()
         if k in ("feature_partitions", "feature_data_version", "evaluation_reason")
-    }
+    } | _evaluation(context, event.asset_materialization)
+    training_run = context.instance.get_run_by_id(event.run_id) or context.run
+    started = datetime.now(UTC)
     with postgres.connect(autocommit=True) as conn:
         approval = request_approval(
             conn,
@@ -66,11 +113,24 @@ def model_approval_request(
             fingerprint=fingerprint,
             ttl=ttl,
             metrics=metrics,
-            requested_by=f"dagster run {context.run_id[:8]}",
+            requested_by=_trainer(training_run),
+            approvals_required=policy.required_approvals,
+        )
+    link = f"{review_page_url()}/#{approval.model_name}-{approval.version}"
+    if approval.status == "pending" and approval.requested_at >= started - timedelta(seconds=1):
+        alert_webhook.post(
+            {
+                "text": f"Model {approval.model_name} version {approval.version} awaits approval until "
+                f"{approval.expires_at:%Y-%m-%d %H:%M}Z: {metrics.get('evaluation_reason', '')} Review: {link}",
+                "model_name": approval.model_name,
+                "model_version": approval.version,
+                "review_url": link,
+                "expires_at": approval.expires_at.isoformat(),
+            }
         )
     context.log.info(
-        f"model {approval.model_name} version {approval.version} awaits approval until {approval.expires_at:%Y-%m-%d %H:%M}Z: "
-        f"orchestration-platform approve {approval.version} --reviewer YOU"
+        f"model {approval.model_name} version {approval.version} awaits approval until "
+        f"{approval.expires_at:%Y-%m-%d %H:%M}Z: review it at {link}"
     )
     return dg.MaterializeResult(
         metadata={
@@ -78,61 +138,13 @@ def model_approval_request(
             "status": approval.status,
             "expires_at": approval.expires_at.isoformat(),
             "fingerprint": approval.fingerprint,
-            "approve_with": f"orchestration-platform approve {approval.version} --reviewer YOU --comment '...'",
+            "requested_by": approval.requested_by or "",
+            "approvals_required": approval.approvals_required,
+            "review_page": dg.MetadataValue.url(link),
         }
     )
 
 
-class ApprovalDecision(dg.Config):
-    version: str = Field(description="The exact model version number shown in the pending approval.")
-    decision: Literal["approve", "reject"]
-    reviewer: str = Field(description="Who decides (name or email); recorded in the audit trail.")
-    comment: str = ""
-
-
-@dg.op(name="record_model_decision")
-def record_model_decision(
-    context: dg.OpExecutionContext,
-    config: ApprovalDecision,
-    postgres: PostgresResource,
-    model_registry: ModelRegistryResource,
-) -> None:
-    """Record a person's decision on a pending model approval (refused for unknown, decided or expired ones)."""
-    from orchestration_platform.lib.ml.approvals import ApprovalError, decide
-
-    try:
-        with postgres.connect(autocommit=True) as conn:
-            approval = decide(
-                conn,
-                model_name=model_registry.model_name,
-                version=config.version,
-                decision=config.decision,
-                reviewer=config.reviewer,
-                comment=config.comment,
-                source="dagster-ui",
-            )
-    except ApprovalError as error:
-        raise dg.Failure(str(error)) from None
-    context.log_event(
-        dg.AssetMaterialization(
-            asset_key=APPROVAL_KEY,
-            description=f"{approval.status} by {approval.reviewer}",
-            metadata={
-                "model_version": approval.version,
-                "decision": approval.status,
-                "reviewer": approval.reviewer or "",
-                "comment": approval.comment or "",
-                "decided_at": approval.decided_at.isoformat() if approval.decided_at else "",
-                "source": "dagster-ui",
-            },
-        )
-    )
-
-
-@dg.job(
-    name="decide_model_approval",
-    description="Approve or reject a pending model version: open the Launchpad, fill version, decision, "
-    "reviewer and comment, and launch.",
-)
-def decide_model_approval() -> None:
-    record_model_decision()
+def review_page_url() -> str:
+    """Where people decide (REVIEW_PAGE_URL; default: the local review page of `make dev`)."""
+    return (os.environ.get("REVIEW_PAGE_URL", "").strip() or "http://127.0.0.1:8790").rstrip("/")
