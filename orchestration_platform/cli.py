@@ -77,12 +77,35 @@ def dev_down(timeout: int) -> None:
 # --- Streaming ML: approvals, events, serving ------------------------------------------------
 
 
-def _decide(version: str, decision: str, reviewer: str, comment: str, model_name: str) -> None:
+def os_reviewer():
+    """The person running the CLI: the OS user (and their OS groups), never a typed name.
+
+    Refused in prod: in Kubernetes `kubectl exec` runs as the container's user, not the person.
+    """
+    import grp
+    import pwd
+
+    from orchestration_platform.lib.ml.approval_policy import Reviewer
+    from orchestration_platform.settings import get_settings
+
+    if get_settings().deployment == "prod":
+        raise click.ClickException(
+            "in prod the CLI cannot know who runs it (kubectl exec shows the container's user, not yours): "
+            "decide on the review page, behind the sign-in proxy"
+        )
+    entry = pwd.getpwuid(os.geteuid())
+    groups = tuple(sorted({grp.getgrgid(gid).gr_name for gid in os.getgrouplist(entry.pw_name, entry.pw_gid)}))
+    return Reviewer(name=entry.pw_name, groups=groups, via="os-user")
+
+
+def _decide(version: str, decision: str, comment: str, model_name: str) -> None:
     import psycopg
 
+    from orchestration_platform.lib.ml.approval_policy import PolicyError
     from orchestration_platform.lib.ml.approvals import ApprovalError, decide
     from orchestration_platform.settings import SettingsError, get_settings
 
+    reviewer = os_reviewer()
     try:
         with psycopg.connect(get_settings().postgres_url, connect_timeout=10, autocommit=True) as conn:
             approval = decide(
@@ -94,17 +117,26 @@ def _decide(version: str, decision: str, reviewer: str, comment: str, model_name
                 comment=comment,
                 source="cli",
             )
-    except (ApprovalError, SettingsError) as error:
+    except (ApprovalError, PolicyError, SettingsError) as error:
         raise click.ClickException(str(error)) from error
-    click.echo(
-        f"model {approval.model_name} version {approval.version}: {approval.status} by {approval.reviewer}"
-    )
+    click.echo(f"model {approval.model_name} version {approval.version}: {decision} recorded for {reviewer.name}")
     if approval.status == "approved":
-        click.echo("the approved_model_deployments sensor deploys it on its next tick")
+        click.echo(f"approved by {approval.reviewer}; the approved_model_deployments sensor deploys it next")
+    elif approval.status == "pending":
+        click.echo(f"still pending: it needs {approval.approvals_required} distinct approvals")
+    else:
+        click.echo(f"status: {approval.status}")
+
+
+def _no_reviewer_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.BadParameter(
+            "the reviewer is no longer typed: the CLI records your OS user; drop --reviewer", ctx, param
+        )
 
 
 _reviewer = click.option(
-    "--reviewer", required=True, help="Who decides (name or email); goes into the audit trail."
+    "--reviewer", hidden=True, expose_value=False, callback=_no_reviewer_option, help="Removed."
 )
 _comment = click.option("--comment", default="", help="Why; goes into the audit trail.")
 _model = click.option(
@@ -118,13 +150,15 @@ _model = click.option(
 @_comment
 @_model
 @click.option("--reject", "is_reject", is_flag=True, help="Reject instead of approve.")
-def approve(version: str, reviewer: str, comment: str, model_name: str, is_reject: bool) -> None:
-    """Approve (or with --reject, reject) the pending approval of model VERSION.
+def approve(version: str, comment: str, model_name: str, is_reject: bool) -> None:
+    """Approve (or with --reject, reject) the pending approval of model VERSION, as your OS user.
 
     Only a version offered for approval (it passed evaluation), still pending and not expired can be
-    decided. An approved version is deployed by the `approved_model_deployments` sensor.
+    decided, and only by an approver of the policy (ML_APPROVERS / ML_APPROVER_GROUPS; not whoever trained
+    it). Once it has ML_APPROVALS_REQUIRED distinct approvals the `approved_model_deployments` sensor
+    deploys it. In Kubernetes use the review page instead (the CLI there cannot know who you are).
     """
-    _decide(version, "reject" if is_reject else "approve", reviewer, comment, model_name)
+    _decide(version, "reject" if is_reject else "approve", comment, model_name)
 
 
 @main.command("reject")
@@ -132,9 +166,9 @@ def approve(version: str, reviewer: str, comment: str, model_name: str, is_rejec
 @_reviewer
 @_comment
 @_model
-def reject(version: str, reviewer: str, comment: str, model_name: str) -> None:
-    """Reject the pending approval of model VERSION (it will never be deployed)."""
-    _decide(version, "reject", reviewer, comment, model_name)
+def reject(version: str, comment: str, model_name: str) -> None:
+    """Reject the pending approval of model VERSION as your OS user (it will never be deployed)."""
+    _decide(version, "reject", comment, model_name)
 
 
 @main.command("approvals")
@@ -165,7 +199,7 @@ def approvals(show_all: bool) -> None:
         click.echo("no pending approvals" if not show_all else "no approvals")
         return
     for row in rows:
-        decided = f" by {row['reviewer']}" if row["reviewer"] else ""
+        decided = f" by {row['reviewer']}" if row["reviewer"] else f" asked by {row.get('requested_by') or '?'}"
         click.echo(
             f"{row['model_name']} version {row['version']:<5} {row['status']:<11}{decided:<20} "
             f"expires {row['expires_at']:%Y-%m-%d %H:%M}Z  fingerprint {row['fingerprint'][:12]}"
@@ -255,6 +289,27 @@ def serve(port: int, host: str) -> None:
     import uvicorn
 
     uvicorn.run("orchestration_platform.serving.app:app", host=host, port=port, log_level="info")
+
+
+
+@main.command("review")
+@click.option("--port", default=8790, show_default=True, help="TCP port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+def review(port: int, host: str) -> None:
+    """Run the model review page (pending approvals, Approve/Reject) behind the sign-in proxy.
+
+    Identity comes only from the proxy's headers (REVIEW_PROXY_SECRET and/or REVIEW_TRUSTED_PROXIES), or,
+    for local development, from REVIEW_DEV_USER (refused in prod). See orchestration_platform/review/.
+    """
+    import uvicorn
+
+    from orchestration_platform.review.identity import IdentityConfigError, ProxyTrust
+
+    try:
+        ProxyTrust.from_env()
+    except IdentityConfigError as error:
+        raise click.ClickException(str(error)) from error
+    uvicorn.run("orchestration_platform.review.app:app", host=host, port=port, log_level="info")
 
 
 if __name__ == "__main__":
