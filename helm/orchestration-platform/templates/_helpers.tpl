@@ -38,12 +38,16 @@ app.kubernetes.io/instance: {{ $.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
+{{/* With serviceAccount.create=false and no name, pods use the namespace's `default` ServiceAccount:
+naming one the chart does not create left every ReplicaSet unable to create its pods. */}}
 {{- define "dagster.serviceAccountName" -}}
-{{- default (include "dagster.fullname" .) .Values.global.serviceAccountName -}}
+{{- $created := ternary (include "dagster.fullname" .) "default" .Values.serviceAccount.create -}}
+{{- default $created .Values.global.serviceAccountName -}}
 {{- end -}}
 
 {{- define "dagster.trainingServiceAccountName" -}}
-{{- default (printf "%s-training" (include "dagster.fullname" .)) .Values.training.serviceAccountName -}}
+{{- $created := ternary (printf "%s-training" (include "dagster.fullname" .)) "default" .Values.serviceAccount.create -}}
+{{- default $created .Values.training.serviceAccountName -}}
 {{- end -}}
 
 {{- define "dagster.image" -}}
