@@ -25,7 +25,8 @@ system-deps: ## Debian packages the tests need (PostgreSQL server, Chromium); id
 dev: install ## Run the whole platform locally (embedded services + dagster dev); Ctrl-C stops it
 	$(BIN)/orchestration-platform dev up
 
-test: install system-deps ## Install everything and run the test suite against real services
+test: install system-deps ## Install everything, check the defs YAML (`dg check defs`), run the test suite
+	$(BIN)/dg check defs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install system-deps ## Run the benchmarks; results go to BENCHMARKS.md

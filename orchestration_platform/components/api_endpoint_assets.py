@@ -1,7 +1,7 @@
-"""One asset per configured API endpoint (`["api", <name>]`), all materialized by one step.
+"""The assets the `ApiEndpoints` component builds: one per endpoint (`["api", <name>]`), all materialized
+by one step, and one per derived table, started by its trigger rule.
 
-The endpoints YAML (`API_ENDPOINTS_CONFIG`) is read when the code location loads, so adding
-an endpoint there and reloading adds its asset, its checks and its table with no code change.
+Adding an endpoint to the YAML and reloading adds its asset, its checks and its table with no code change.
 Selected endpoints are extracted concurrently inside one step (not one process each); each
 reports its own materialization and blocking check results, and the step fails at the end,
 naming every endpoint that was not published and why, without undoing the others.
@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from orchestration_platform.defs.api_etl.sources import ApiSourcesResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
+from orchestration_platform.defs.shared.retries import STEP_RETRY
+from orchestration_platform.defs.shared.trigger_rules import all_success, one_success
 from orchestration_platform.lib.api_etl.checks import (
     CHECK_KEY,
     CHECK_NAMES,
@@ -25,8 +28,8 @@ from orchestration_platform.lib.api_etl.checks import (
     CHECK_SCHEMA,
     CheckOutcome,
 )
+from orchestration_platform.lib.api_etl.derived_tables import DerivedTableConfig
 from orchestration_platform.lib.api_etl.endpoint_config import COLUMN_TYPES, EndpointConfig, EndpointsConfig
-from orchestration_platform.settings import get_settings
 
 if TYPE_CHECKING:
     from orchestration_platform.lib.api_etl.pipeline import EndpointRun
@@ -116,8 +119,9 @@ def build_api_etl_assets(config: EndpointsConfig) -> dg.AssetsDefinition:
         check_specs=[spec for e in config.endpoints for spec in _check_specs(e)],
         can_subset=True,
         pool="api_etl",
+        retry_policy=STEP_RETRY,
     )
-    def api_endpoints(context: dg.AssetExecutionContext, postgres: PostgresResource):
+    def api_endpoints(context: dg.AssetExecutionContext, postgres: PostgresResource, api_sources: ApiSourcesResource):
         """Extract the selected endpoints concurrently, then write-audit-publish each into PostgreSQL."""
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         selected_checks = context.selected_asset_check_keys
@@ -127,7 +131,7 @@ def build_api_etl_assets(config: EndpointsConfig) -> dg.AssetsDefinition:
 
         runs = run_endpoints(
             config, selected,
-            base_url=get_settings().sources_url,
+            base_url=api_sources.base_url,
             connect=lambda: postgres.connect(autocommit=True),
             load_id=context.run_id or uuid.uuid4().hex,
             progress=context.log.info,
@@ -155,10 +159,44 @@ def build_api_etl_assets(config: EndpointsConfig) -> dg.AssetsDefinition:
     return api_endpoints
 
 
-def build_api_etl_defs(config: EndpointsConfig) -> dg.Definitions:
-    assets = build_api_etl_assets(config)
-    job = dg.define_asset_job("api_etl_job", selection=dg.AssetSelection.groups(GROUP),
+def build_derived_table_asset(table: DerivedTableConfig) -> dg.AssetsDefinition:
+    """`api.<name>` rebuilt by its SQL when its trigger rule says so (see defs/shared/trigger_rules.py)."""
+    upstreams = [endpoint_key(name) for name in table.upstreams]
+    rule = ("runs once EVERY upstream has published since its last build (Airflow ALL_SUCCESS)"
+            if table.trigger == "all_success" else
+            "runs as soon as ANY upstream has published since its last build (Airflow ONE_SUCCESS)")
+    description = (f"{table.description or f'Table api.{table.name}, built by SQL.'}\n\n"
+                   f"Rebuilt from {', '.join(f'`api.{n}`' for n in table.upstreams)} in one transaction; "
+                   f"{rule}.\n\n```sql\n{table.sql}\n```")
+
+    @dg.asset(
+        key=endpoint_key(table.name),
+        deps=upstreams,
+        description=description,
+        group_name=GROUP,
+        kinds={"postgres", "sql"},
+        automation_condition=all_success(upstreams) if table.trigger == "all_success" else one_success(),
+        pool="api_etl",
+        retry_policy=STEP_RETRY,
+        metadata={"table": f"api.{table.name}", "dagster/table_name": f"api.{table.name}",
+                  "trigger_rule": table.trigger},
+    )
+    def derived_table(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+        from orchestration_platform.lib.api_etl.derived_tables import build_derived_table
+
+        rows = build_derived_table(lambda: postgres.connect(), table)
+        context.log.info(f"api.{table.name}: {rows} rows")
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+
+    return derived_table
+
+
+def build_api_etl_defs(config: EndpointsConfig, tables: list[DerivedTableConfig] | None = None, *,
+                       schedule: str | None = "0 * * * *") -> dg.Definitions:
+    """Every endpoint's asset, the derived tables, the `api_etl_job` and its (stopped) hourly schedule."""
+    assets = [build_api_etl_assets(config), *(build_derived_table_asset(t) for t in tables or [])]
+    job = dg.define_asset_job("api_etl_job", selection=dg.AssetSelection.keys(*assets[0].keys),
                               description="Every API endpoint, extracted concurrently in one step.")
-    schedule = dg.ScheduleDefinition(name="api_etl_hourly", job=job, cron_schedule="0 * * * *",
-                                     default_status=dg.DefaultScheduleStatus.STOPPED)
-    return dg.Definitions(assets=[assets], jobs=[job], schedules=[schedule])
+    schedules = [dg.ScheduleDefinition(name="api_etl_hourly", job=job, cron_schedule=schedule,
+                                       default_status=dg.DefaultScheduleStatus.STOPPED)] if schedule else []
+    return dg.Definitions(assets=assets, jobs=[job], schedules=schedules)
