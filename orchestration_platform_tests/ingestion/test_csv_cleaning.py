@@ -74,7 +74,7 @@ def test_the_mess_of_real_feeds_is_cleaned_and_every_drop_counted() -> None:
     assert rows[0]["region"] == "north" and rows[0]["confirmed_cases"] == 5 and rows[0]["notes"] == "note, with comma"
     assert rows[1]["notes"] == "two\r\nlines" or rows[1]["notes"] == "two\nlines"
     assert rows[1]["deaths"] is None and rows[3]["deaths"] is None
-    assert result.dropped == {"malformed_row": 1, "missing_required": 3, "bad_number": 1, "bad_date": 1,
+    assert result.dropped == {"malformed_row": 1, "missing_required": 3, "bad_number": 1, "bad_date": 1, "bad_boolean": 0,
                               "duplicate": 2}
     assert result.nulled_values == 1
     assert result.rows_in == 12 and result.rows_in == result.rows_out + sum(result.dropped.values())
