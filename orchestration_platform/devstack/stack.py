@@ -218,6 +218,10 @@ def start_dev_processes(ports: StackPorts, env: dict[str, str]) -> list[subproce
     """
     ensure_port_free(ports.serving, "model serving", "SERVING_PORT")
     env["MODEL_SERVING_URL"] = f"http://127.0.0.1:{ports.serving}"
+    # The review page, deciding as a labelled development identity (refused when DAGSTER_DEPLOYMENT=prod).
+    review_port = os.environ.get("REVIEW_PORT", "8790")
+    env["REVIEW_PAGE_URL"] = f"http://127.0.0.1:{review_port}"
+    env["REVIEW_DEV_USER"] = os.environ.get("REVIEW_DEV_USER", "").strip() or "dev-reviewer"
     cli = str(Path(sys.executable).parent / "orchestration-platform")
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -231,6 +235,7 @@ def start_dev_processes(ports: StackPorts, env: dict[str, str]) -> list[subproce
             os.environ.get("EVENTS_HISTORY_HOURS", "6"),
         ],
         "serving": [cli, "serve", "--port", str(ports.serving)],
+        "review": [cli, "review", "--port", review_port],
     }
     started: list[subprocess.Popen] = []
     try:
