@@ -95,15 +95,19 @@ def _too_large(limits: ReadLimits, count: int, what: str, fix: str) -> ReadFailu
 class BodyGuard:
     """Counts a body's bytes as received and as inflated, inflating gzip/deflate itself in bounded steps."""
 
-    def __init__(self, limits: ReadLimits, headers: httpx.Headers, *, too_large_fix: str) -> None:
+    def __init__(self, limits: ReadLimits, headers: httpx.Headers, *, too_large_fix: str,
+                 whole_body: bool = True) -> None:
         self.limits, self.fix = limits, too_large_fix
         self.received = self.inflated = 0
         announced = headers.get("content-length", "")
-        if announced.isdigit() and int(announced) > limits.max_response_bytes:
+        if whole_body and announced.isdigit() and int(announced) > limits.max_response_bytes:
             raise _too_large(limits, int(announced), "announced (Content-Length)", too_large_fix)
         encodings = [e.strip().lower() for e in headers.get("content-encoding", "").split(",") if e.strip()]
         encodings = [e for e in encodings if e != "identity"]
-        if len(encodings) > 1 or (encodings and encodings[0] not in ("gzip", "x-gzip", "deflate")):
+        unsupported = len(encodings) > 1 or (encodings and encodings[0] not in ("gzip", "x-gzip", "deflate"))
+        if unsupported and not whole_body:  # an error answer's start is shown as it came
+            encodings = []
+        elif unsupported:
             raise ReadFailure(f"the server sent Content-Encoding {', '.join(encodings)!r}, which is not supported "
                               "(gzip or deflate only); fix: ask the source for an uncompressed or gzip answer",
                               kind="content_encoding", transient=False)
@@ -227,16 +231,16 @@ async def read_async(client: httpx.AsyncClient, url: str, limits: ReadLimits, *,
                 buffer = bytearray()
                 if ok and check is not None:
                     check(response)
-                guard = BodyGuard(limits, response.headers, too_large_fix=too_large_fix) if ok else None
+                guard = BodyGuard(limits, response.headers, too_large_fix=too_large_fix, whole_body=ok)
                 async for raw in response.aiter_raw():
-                    if guard is None:  # an error answer: keep its start for the message, drop the rest
-                        buffer += raw[: max(0, ERROR_BODY_BYTES - len(buffer))]
-                        if len(buffer) >= ERROR_BODY_BYTES:
-                            break
-                        continue
                     for piece in guard.feed(raw):
-                        sink(piece) if sink is not None else buffer.extend(piece)
-                if guard is not None:
+                        if ok:
+                            sink(piece) if sink is not None else buffer.extend(piece)
+                        else:  # an error answer: keep its start for the message, drop the rest
+                            buffer += piece[: ERROR_BODY_BYTES - len(buffer)]
+                    if not ok and len(buffer) >= ERROR_BODY_BYTES:
+                        break
+                if ok:
                     for piece in guard.finish():
                         sink(piece) if sink is not None else buffer.extend(piece)
     except TimeoutError:
@@ -247,8 +251,8 @@ async def read_async(client: httpx.AsyncClient, url: str, limits: ReadLimits, *,
         raise _classify(error, limits, url) from None
     except RecursionError:
         raise ReadFailure("the answer is nested too deeply to read", kind="too_deep", transient=False) from None
-    return Answer(response, bytes(buffer), guard.received if guard else 0, guard.inflated if guard else len(buffer),
-                  time.monotonic() - started)
+    assert guard is not None
+    return Answer(response, bytes(buffer), guard.received, guard.inflated, time.monotonic() - started)
 
 
 _SSL_CONTEXT: ssl.SSLContext | None = None

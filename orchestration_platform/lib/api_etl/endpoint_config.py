@@ -115,6 +115,10 @@ class EndpointConfig(_Strict):
     max_row_drop: float = Field(default=0.5, ge=0, le=1, description="largest allowed drop vs the previous load")
     freshness_hours: float = Field(default=24, gt=0)
     max_pages: int = Field(default=10_000, ge=1)
+    # Read limits of this endpoint's requests; unset = the `defaults:` values (see README "Limits").
+    deadline_s: float | None = Field(default=None, gt=0, description="whole request incl. body, seconds")
+    max_response_bytes: int | None = Field(default=None, ge=1, description="body cap, as received and inflated")
+    max_json_depth: int | None = Field(default=None, ge=1, le=10_000)
 
     @field_validator("name")
     @classmethod
@@ -181,6 +185,10 @@ class ExtractDefaults(_Strict):
     backoff_initial_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=30, ge=0)
     retry_after_max_s: float = Field(default=60, ge=0)
+    deadline_s: float = Field(default=120, gt=0, description="whole request incl. body, seconds (timeout_s is per read)")
+    max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="body cap, as received and inflated")
+    max_json_depth: int = Field(default=100, ge=1, le=10_000)
+    max_redirects: int = Field(default=5, ge=1, le=50)
     database_concurrency: int = Field(default=4, ge=1, le=64)
 
 

@@ -1,15 +1,16 @@
 """Extract records from JSON APIs: async httpx, bounded concurrency, per-host rate limits, retries.
 
-Transient failures (timeouts, connection resets, truncated bodies, 5xx, 429) are retried with
-exponential backoff, jitter and a cap; a 429's `Retry-After` is honoured. Other 4xx answers
-and bodies that are not JSON fail the endpoint at once: retrying cannot fix them.
+Transient failures (timeouts, a missed deadline, connection resets, truncated bodies, 5xx, 429) are
+retried with exponential backoff, jitter and a cap; a 429's `Retry-After` is honoured. Other 4xx
+answers, bodies that are not JSON, too large or too deep, wrong content types and redirect loops fail
+the endpoint at once: retrying cannot fix them. Every request is bounded by lib/http.py (deadline,
+byte cap as received and inflated, JSON depth, redirects), per endpoint or from `defaults:`.
 Secret header values are never put in messages (and are redacted if a server echoes them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,20 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_exponential_jitter
 
 from orchestration_platform.lib.api_etl.endpoint_config import EndpointConfig, ExtractDefaults
+from orchestration_platform.lib.http import (
+    Answer,
+    ReadFailure,
+    ReadLimits,
+    client_options,
+    parse_json,
+    read_async,
+    refuse_content_type,
+)
+
+# Content types that are certainly not JSON: refused before their body is read.
+NOT_JSON_TYPES = ("text/html", "application/xhtml", "text/xml", "application/xml", "text/csv", "image/", "audio/",
+                  "video/", "application/pdf", "application/zip")
+TOO_LARGE_FIX = "paginate the endpoint or raise max_response_bytes"
 
 RetryLog = Callable[[str, int, str, float], None]  # endpoint, attempt, reason, seconds until the next try
 
@@ -136,10 +151,11 @@ class Extractor:
         self.on_retry = on_retry
         self._semaphore = asyncio.Semaphore(defaults.concurrency)
         self._limiters: dict[str, AsyncLimiter] = {}
+        self._read_limits = ReadLimits(deadline_s=defaults.deadline_s, read_timeout_s=defaults.timeout_s,
+                                       max_response_bytes=defaults.max_response_bytes,
+                                       max_json_depth=defaults.max_json_depth, max_redirects=defaults.max_redirects)
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(defaults.timeout_s, pool=None),
-            limits=httpx.Limits(max_connections=defaults.concurrency, max_keepalive_connections=defaults.concurrency),
-            follow_redirects=True,
+            **client_options(self._read_limits, max_connections=defaults.concurrency),
             headers={"Accept": "application/json", "User-Agent": "orchestration-platform-api-etl"},
         )
 
@@ -167,29 +183,36 @@ class Extractor:
         )
         return backoff(state)
 
-    async def _get_once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str]) -> httpx.Response:
+    def limits(self, endpoint: EndpointConfig) -> ReadLimits:
+        """The read limits of `endpoint`: its own values where set, else the `defaults:` ones."""
+        return self._read_limits.merged(deadline_s=endpoint.deadline_s, max_response_bytes=endpoint.max_response_bytes,
+                                        max_json_depth=endpoint.max_json_depth)
+
+    async def _get_once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str],
+                        limits: ReadLimits) -> Answer:
         async with self._semaphore, self._limiter(url):
             try:
-                response = await self._client.get(url, params=params, headers=headers)
-            except httpx.TimeoutException as error:
-                raise TransientError(f"timed out after {self.defaults.timeout_s:g}s ({type(error).__name__})",
-                                     kind="timeout") from None
-            except httpx.TransportError as error:
-                # Connection refused/reset, or a body cut short: the next attempt may well succeed.
-                raise TransientError(f"connection failed ({type(error).__name__}: {error})", kind="connection") from None
+                answer = await read_async(self._client, url, limits, params=params, headers=headers,
+                                          check=_refuse_not_json, too_large_fix=TOO_LARGE_FIX)
+            except ReadFailure as failure:
+                if failure.transient:
+                    raise TransientError(str(failure), kind=failure.kind, retry_after=failure.retry_after) from None
+                raise PermanentError(str(failure), kind=failure.kind) from None
+        response = answer.response
         status = response.status_code
         if status == 429:
             raise TransientError("HTTP 429 Too Many Requests", kind="http_429",
                                  retry_after=parse_retry_after(response.headers.get("Retry-After")))
         if status >= 500:
             raise TransientError(f"HTTP {status} {response.reason_phrase}", kind=f"http_{status}")
-        if status >= 400:
-            raise PermanentError(f"HTTP {status} {response.reason_phrase}: {response.text[:200]!r}",
-                                 kind=f"http_{status}")
-        return response
+        if status >= 300:
+            text = answer.content[:200].decode(response.encoding or "utf-8", "replace")
+            raise PermanentError(f"HTTP {status} {response.reason_phrase}: {text!r}", kind=f"http_{status}")
+        return answer
 
     async def _get_json(self, endpoint: EndpointConfig, result: ExtractResult, url: str,
                         params: dict[str, Any] | None, headers: dict[str, str]) -> tuple[Any, httpx.Response]:
+        limits = self.limits(endpoint)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.defaults.max_attempts),
             retry=retry_if_exception_type(TransientError),
@@ -200,14 +223,13 @@ class Extractor:
         async for attempt in retrying:
             with attempt:
                 result.requests += 1
-                response = await self._get_once(url, params, headers)
+                answer = await self._get_once(url, params, headers, limits)
+        content_type = answer.response.headers.get("content-type", "no content-type")
         try:
-            body = json.loads(response.content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            kind = response.headers.get("content-type", "no content-type")
-            raise PermanentError(f"response from {url} is not JSON ({kind}, starts with {response.text[:60]!r})",
-                                 kind="bad_json") from None
-        return body, response
+            body = parse_json(answer.content, limits, content_type=content_type)
+        except ReadFailure as failure:
+            raise PermanentError(f"response from {url}: {failure}", kind=failure.kind) from None
+        return body, answer.response
 
     def _note_retry(self, name: str, result: ExtractResult, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -346,6 +368,10 @@ class Extractor:
             if next_url:
                 seen.add(next_url)
                 self._check_page_budget(endpoint, result.pages + 1)
+
+
+def _refuse_not_json(response: httpx.Response) -> None:
+    refuse_content_type(response, NOT_JSON_TYPES, "JSON")
 
 
 async def extract_all(endpoints: list[EndpointConfig], defaults: ExtractDefaults, base_url: str, *,
