@@ -48,7 +48,8 @@ class BatchStats:
     chunks: int = 0
     seconds: float = 0.0
     lag: int = 0
-    partitions: list[int] = field(default_factory=list)  # the partitions this consumer held
+    owned: list[int] = field(default_factory=list)  # the partitions this consumer owns (i of N)
+    partitions: list[int] = field(default_factory=list)  # of those, the ones it held (others were busy)
     hours: set[datetime] = field(default_factory=set)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 

@@ -237,7 +237,7 @@ def consume_batch(
             wanted = owned_partitions(topic_partitions(consumer, topic, 10), consumer_index, consumers)
             partitions = _claim_partitions(conn, group, topic, wanted)
             try:
-                stats.partitions = partitions
+                stats.owned, stats.partitions = wanted, partitions
                 if partitions:
                     _consume_partitions(
                         conn, consumer, group, topic, partitions, stats,
