@@ -36,7 +36,7 @@ from orchestration_platform.lib.ingestion.typed_values import (
     parse_timestamp,
 )
 
-__all__ = ["CsvFormatError", "Dialect", "Column", "CsvSchema", "CleanedCsv", "clean_csv", "DAILY_CASES"]
+__all__ = ["DAILY_CASES", "CleanedCsv", "Column", "CsvFormatError", "CsvSchema", "Dialect", "clean_csv"]
 
 COLUMN_TYPES = ("integer", "float", "numeric", "text", "boolean", "date", "timestamp")
 DUPLICATE_POLICIES = ("drop_exact", "keep_last", "fail")
@@ -62,7 +62,7 @@ class Column:
     required: bool = True
     aliases: tuple[str, ...] = ()
     null_tokens: tuple[str, ...] | None = None  # None: NULL_TOKENS
-    dates: DateRules = DateRules()
+    dates: DateRules = field(default_factory=DateRules)
 
     @property
     def type(self) -> str:
@@ -76,7 +76,7 @@ class CsvSchema:
     name: str
     columns: tuple[Column, ...]
     key: tuple[str, ...] | str | None = None
-    dialect: Dialect = Dialect()
+    dialect: Dialect = field(default_factory=Dialect)
     duplicates: str = "drop_exact"
     keep_last_by: str | None = None
     allow_header_only: bool = False

@@ -1,17 +1,16 @@
-"""The daily case reports in the warehouse: table layouts, partition audits and the regional summary.
+"""The demo dataset `daily_cases` in the warehouse: its table layout and the regional summary built on it.
 
-Pure logic over a `Warehouse`; the Dagster assets and checks in `defs/ingestion` call it.
+Pure logic over a `Warehouse`; the summary asset in `defs/ingestion/regional_summary.py` calls it.
+The cleaned table itself is declared in YAML (`defs/ingestion/datasets/defs.yaml`); `CLEANED_TABLE`
+is the same layout, for the benchmark and the warehouse tests.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pyarrow as pa
 
-from orchestration_platform.lib.ingestion.cleaning import DAILY_CASES
 from orchestration_platform.lib.ingestion.warehouse import (
     TableSpec,
     Warehouse,
@@ -39,26 +38,6 @@ SUMMARY_TABLE = TableSpec(
         WarehouseColumn("deaths", "INTEGER", "BIGINT"),
     ),
 )
-ISO_UTC_GLOB = "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z"
-ANOMALY_HISTORY = 7  # partitions of history the row count is compared with
-ANOMALY_LOW, ANOMALY_HIGH = 0.5, 2.0  # allowed ratio to the history's median
-
-
-@dataclass(frozen=True)
-class PartitionAudit:
-    """What the asset checks look at for one stored partition."""
-
-    partition: str
-    rows: int
-    null_required: int
-    unparsed_dates: int
-    duplicate_keys: int
-
-
-def missing_columns(warehouse: Warehouse) -> list[str]:
-    """Required columns the stored table lacks ([] when all are there)."""
-    have = set(warehouse.table_columns(CLEANED_TABLE.name))
-    return [c for c in [CLEANED_TABLE.partition_column, *DAILY_CASES.required] if c not in have]
 
 
 def _range_filter(warehouse: Warehouse, first: str, last: str) -> tuple[str, tuple]:
@@ -66,51 +45,6 @@ def _range_filter(warehouse: Warehouse, first: str, last: str) -> tuple[str, tup
     if warehouse.dialect == "sqlite":
         return "row_key BETWEEN ? AND ?", (partition_bounds(first)[0], partition_bounds(last)[1])
     return f"{CLEANED_TABLE.partition_column} BETWEEN ? AND ?", (first, last)
-
-
-def audit_partitions(warehouse: Warehouse, partitions: Sequence[str]) -> list[PartitionAudit]:
-    """Per day: rows, nulls in required columns, unparseable timestamps, repeated keys (one query)."""
-    if not partitions:
-        return []
-    where, params = _range_filter(warehouse, min(partitions), max(partitions))
-    nulls = " + ".join(f"SUM(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END)" for c in DAILY_CASES.required)
-    if warehouse.dialect == "sqlite":
-        bad_date = f"SUM(CASE WHEN reported_at GLOB '{ISO_UTC_GLOB}' AND julianday(reported_at) IS NOT NULL " \
-                   "THEN 0 ELSE 1 END)"
-    else:  # TIMESTAMPTZ only holds real instants; a null is the only way to be unparsed
-        bad_date = "SUM(CASE WHEN reported_at IS NULL THEN 1 ELSE 0 END)"
-    key = DAILY_CASES.key
-    rows = warehouse.query(
-        f"SELECT CAST({CLEANED_TABLE.partition_column} AS TEXT), count(*), COALESCE({nulls}, 0), "
-        f"COALESCE({bad_date}, 0), count({key}) - count(DISTINCT {key}) "
-        f'FROM "{CLEANED_TABLE.name}" WHERE {where} GROUP BY 1',
-        params,
-    )
-    found = {str(day): PartitionAudit(str(day), int(n), int(nulls_), int(bad), int(dups))
-             for day, n, nulls_, bad, dups in rows}
-    return [found.get(p, PartitionAudit(p, 0, 0, 0, 0)) for p in partitions]
-
-
-def stored_row_counts(warehouse: Warehouse, until: str) -> dict[str, int]:
-    """Rows per stored partition up to `until` (inclusive), oldest first, in one query."""
-    return {str(day): int(n) for day, n in warehouse.query(
-        f'SELECT CAST({CLEANED_TABLE.partition_column} AS TEXT), count(*) FROM "{CLEANED_TABLE.name}" '
-        f"WHERE {CLEANED_TABLE.partition_column} <= ? GROUP BY 1 ORDER BY 1",
-        (until,),
-    )}
-
-
-def history_before(counts: dict[str, int], partition: str, limit: int = ANOMALY_HISTORY) -> list[int]:
-    """Row counts of the latest `limit` partitions stored before `partition` (newest first)."""
-    return [counts[day] for day in sorted((d for d in counts if d < partition), reverse=True)[:limit]]
-
-
-def row_count_is_anomalous(rows: int, history: Sequence[int]) -> tuple[bool, float | None]:
-    """Whether `rows` is outside [0.5, 2] x the median of `history` (needs 3 partitions of history)."""
-    if len(history) < 3:
-        return False, None
-    median = float(statistics.median(history))
-    return not (ANOMALY_LOW * median <= rows <= ANOMALY_HIGH * median), median
 
 
 def regional_summary(warehouse: Warehouse, partitions: Sequence[str]) -> dict[str, pa.Table]:

@@ -12,15 +12,9 @@ import os
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestration_platform.lib.ingestion.cleaning import (
-    COLUMN_TYPES,
-    DUPLICATE_POLICIES,
-    Column,
     CsvSchema,
-    Dialect,
 )
 
 CADENCES = ("daily", "hourly", "weekly", "monthly")

@@ -4,7 +4,8 @@ A file is ingested once per version (name, size, mtime): a file replaced by a ne
 ingested again; the same version never twice. A file is *ready* when it is a regular file,
 not a symlink, inside the zone, readable, not a partial upload (`*.part`, `*.tmp`, dotfiles are
 ignored until renamed) and settled: unchanged since the previous scan or not modified for
-`settle_s` seconds. Its name must carry its day (`YYYY-MM-DD`), which is the partition it fills.
+`settle_s` seconds. Its name says which dataset and partition it fills: `classify(name)` answers
+(dataset, partition key), or the reason it fits none (by default: any name carrying a `YYYY-MM-DD` day).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,19 @@ class LandedFile:
     relative: str
     path: Path
     version: str  # "size:mtime_ns": a new version of the same name is a new file
-    day: str
+    day: str  # the partition key it fills
+    dataset: str = ""
+
+
+Classifier = Callable[[str], "tuple[str, str] | str"]
+
+
+def day_in_name(name: str) -> tuple[str, str] | str:
+    """The default classifier: any file whose name carries a day (`YYYY-MM-DD`)."""
+    match = DAY_IN_NAME.search(name)
+    if match is None:
+        return "has no day in its name; name it like daily_cases_2026-01-31.csv"
+    return "", match.group(1)
 
 
 @dataclass
@@ -71,6 +85,7 @@ def scan_landing_zone(
     previous_waiting: dict[str, str],
     settle_s: float = 2.0,
     now: float | None = None,
+    classify: Classifier = day_in_name,
 ) -> ScanResult:
     """Walk the zone (symlinked folders are not followed) and sort its files into ready/waiting/rejected.
 
@@ -105,9 +120,9 @@ def scan_landing_zone(
             version = f"{info.st_size}:{info.st_mtime_ns}"
             if seen.get(rel) == version:
                 continue
-            match = DAY_IN_NAME.search(name)
-            if match is None:
-                result.rejected[rel] = "has no day in its name; name it like daily_cases_2026-01-31.csv"
+            claimed = classify(name)
+            if isinstance(claimed, str):
+                result.rejected[rel] = claimed
                 continue
             settled = previous_waiting.get(rel) == version or now - info.st_mtime >= settle_s
             if not settled:
@@ -116,6 +131,6 @@ def scan_landing_zone(
             if info.st_size == 0:
                 result.rejected[rel] = "is empty (0 bytes); write the whole file, then drop it"
                 continue
-            result.ready.append(LandedFile(rel, path, version, match.group(1)))
+            result.ready.append(LandedFile(rel, path, version, claimed[1], claimed[0]))
     result.ready.sort(key=lambda f: (f.day, f.relative))
     return result

@@ -60,18 +60,29 @@ class TableSpec:
     name: str
     columns: tuple[WarehouseColumn, ...]
     partition_column: str = "partition_date"
+    partition_postgres_type: str = "DATE"  # TEXT for hourly keys (YYYY-MM-DD-HH:MM)
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
 
-def partition_bounds(partition: str) -> tuple[int, int]:
-    """The SQLite `row_key` range of one daily partition."""
+def partition_ordinal(partition: str) -> int:
+    """A partition key as a number: days since year 1 (`YYYY-MM-DD`) or hours (`YYYY-MM-DD-HH:MM`)."""
     try:
-        ordinal = dt.date.fromisoformat(partition).toordinal()
+        if len(partition) == 10:
+            return dt.date.fromisoformat(partition).toordinal()
+        moment = dt.datetime.strptime(partition, "%Y-%m-%d-%H:%M")
+        return moment.toordinal() * 24 + moment.hour
     except ValueError:
-        raise WarehouseError(f"partition {partition!r} is not a date: partition keys are YYYY-MM-DD") from None
+        raise WarehouseError(
+            f"partition {partition!r} is not a date: partition keys are YYYY-MM-DD (hourly: YYYY-MM-DD-HH:MM)"
+        ) from None
+
+
+def partition_bounds(partition: str) -> tuple[int, int]:
+    """The SQLite `row_key` range of one partition."""
+    ordinal = partition_ordinal(partition)
     return ordinal * ROWS_PER_PARTITION, (ordinal + 1) * ROWS_PER_PARTITION - 1
 
 
@@ -171,7 +182,8 @@ class Warehouse:
                     f'"{spec.partition_column}" TEXT NOT NULL, {cols})']
         cols = ", ".join(f'"{c.name}" {c.postgres_type}' for c in spec.columns)
         return [
-            f'CREATE TABLE IF NOT EXISTS "{spec.name}" ("{spec.partition_column}" DATE NOT NULL, {cols})',
+            f'CREATE TABLE IF NOT EXISTS "{spec.name}" ("{spec.partition_column}" {spec.partition_postgres_type} '
+            f'NOT NULL, {cols})',
             f'CREATE INDEX IF NOT EXISTS "{spec.name}_{spec.partition_column}_idx" '
             f'ON "{spec.name}" ("{spec.partition_column}")',
         ]
@@ -210,7 +222,7 @@ class Warehouse:
                 for partition, rows in batches.items():
                     low, high = partition_bounds(partition)
                     cursor.execute(f'DELETE FROM "{spec.name}" WHERE row_key BETWEEN ? AND ?', (low, high))
-                    day = dt.date.fromordinal(low // ROWS_PER_PARTITION).isoformat()  # validated, canonical
+                    day = partition  # validated by partition_bounds
                     next_key = low
                     for table in _tables(spec, partition, rows):
                         if table.num_rows:  # Arrow columns bound in C by the ADBC driver: no Python row objects
@@ -235,7 +247,8 @@ class Warehouse:
             for statement in self._create_sql(spec):
                 conn.execute(statement)
             self._check_schema(conn, spec)
-            conn.execute(f'DELETE FROM "{spec.name}" WHERE "{spec.partition_column}" = ANY(%s::date[])',
+            array_type = spec.partition_postgres_type.lower()
+            conn.execute(f'DELETE FROM "{spec.name}" WHERE "{spec.partition_column}" = ANY(%s::{array_type}[])',
                          (list(batches),))
             with conn.cursor().copy(f'COPY "{spec.name}" ({names}) FROM STDIN WITH (FORMAT csv)') as copy:
                 for partition, rows in batches.items():
@@ -288,5 +301,11 @@ def _sqlite_batch(spec: TableSpec, day: str, first_key: int, table: pa.Table) ->
     }
     for name in spec.column_names:
         column = table[name]
-        columns[name] = _iso_text(column) if pa.types.is_timestamp(column.type) else column
+        if pa.types.is_timestamp(column.type):
+            column = _iso_text(column)
+        elif pa.types.is_date(column.type):  # ISO-8601 text, as SQLite's date functions read it
+            column = pc.cast(column, pa.string())
+        elif pa.types.is_boolean(column.type):
+            column = pc.cast(column, pa.int64())
+        columns[name] = column
     return pa.table(columns)
