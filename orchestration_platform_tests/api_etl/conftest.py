@@ -12,7 +12,8 @@ import httpx
 import psycopg
 import pytest
 
-from orchestration_platform.defs.api_etl.assets import build_api_etl_assets
+from orchestration_platform.components.api_endpoint_assets import build_api_etl_assets
+from orchestration_platform.defs.api_etl.sources import ApiSourcesResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.lib.api_etl.endpoint_config import EndpointsConfig, parse_endpoints_config
 from orchestration_platform.lib.api_etl.pipeline import EndpointRun, run_endpoints
@@ -78,7 +79,7 @@ def run_pipeline(use_fresh_database: str, sources_url: str) -> Callable[..., dic
 
 
 @pytest.fixture
-def materialize(use_fresh_database: str) -> Callable[..., dg.ExecuteInProcessResult]:
+def materialize(use_fresh_database: str, sources_url: str) -> Callable[..., dg.ExecuteInProcessResult]:
     """Materialize a config's assets with Dagster (in process) against the fresh database."""
 
     def run(config: EndpointsConfig, only: list[str] | None = None,
@@ -86,7 +87,8 @@ def materialize(use_fresh_database: str) -> Callable[..., dg.ExecuteInProcessRes
         assets = build_api_etl_assets(config)
         selection = [dg.AssetKey(["api", n]) for n in only] if only else None
         return dg.materialize([assets], selection=selection, raise_on_error=False, instance=instance,
-                              resources={"postgres": PostgresResource(url=use_fresh_database)})
+                              resources={"postgres": PostgresResource(url=use_fresh_database),
+                                         "api_sources": ApiSourcesResource(base_url=sources_url)})
 
     return run
 

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestration_platform.lib.api_etl.endpoint_config import (
     EndpointConfigError,
@@ -102,7 +103,8 @@ def test_broken_files_are_rejected_clearly(tmp_path: Path):
 
 
 def test_packaged_default_and_documented_example_are_valid():
-    default = load_endpoints_config(PACKAGE_DIR / "config" / "endpoints.yaml")
+    raw = yaml.safe_load((PACKAGE_DIR / "defs" / "api_etl" / "endpoints" / "defs.yaml").read_text())["attributes"]
+    default = parse_endpoints_config({"defaults": raw["defaults"], "endpoints": raw["endpoints"]})
     assert {"customers", "orders", "products"} <= {e.name for e in default.endpoints}
     example = load_endpoints_config(REPO_ROOT / "docs" / "api_endpoints.example.yaml")
     assert all(e.url.startswith("https://") for e in example.endpoints)

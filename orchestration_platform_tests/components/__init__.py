@@ -1,0 +1,1 @@
+"""Component tests: each component loaded from YAML the way `dg` does."""
