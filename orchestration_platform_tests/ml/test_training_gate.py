@@ -1,5 +1,6 @@
-"""Training through Pipes, the evaluation against the served model, and the gate in Dagster: the UI
-decision job, a worse candidate never offered, and deployments of unapproved versions refused."""
+"""Training through Pipes, the evaluation against the served model, and the gate in Dagster: the request
+records what the reviewer needs (metrics against the served model, lineage, who trained it), a worse
+candidate is never offered, and deployments of unapproved versions are refused."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from orchestration_platform.defs.ml.approval import decide_model_approval
 from orchestration_platform.devstack.events import EventGenerator, produce_events
-from orchestration_platform.lib.ml.approvals import ApprovalError, decide
+from orchestration_platform.lib.ml.approval_policy import ApprovalPolicy, Reviewer
+from orchestration_platform.lib.ml.approvals import ApprovalError, decide, pending
 from orchestration_platform_tests.ml import flow
 from orchestration_platform_tests.ml.conftest import DAY, produce_hours
 
@@ -51,15 +52,20 @@ def test_training_evaluation_and_the_gate(
     tags = ml_resources["model_registry"].open().tags(v1)
     assert tags["feature_partitions"] == expected_partitions and tags["evaluation"] == "passed"
 
-    # A person approves from the Dagster UI: the launchable job with config.
-    decision = decide_model_approval.execute_in_process(
-        run_config={"ops": {"record_model_decision": {"config": {
-            "version": v1, "decision": "approve", "reviewer": "alice@example.com", "comment": "good holdout"}}}},
-        resources=resources, instance=instance,
-    )  # fmt: skip
-    assert decision.success
-    audit = [e for e in decision.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
-    assert audit[0].event_specific_data.materialization.metadata["reviewer"].value == "alice@example.com"
+    # The request carries what the review page shows; the launching run is recorded as the requester.
+    request = first.asset_materializations_for_node("ml__model_approval_request")[0].metadata
+    assert request["requested_by"].value == f"dagster run {first.run_id[:8]}"
+    assert request["review_page"].value.endswith(f"/#fraud_detector-{v1}")
+    alice = Reviewer(name="alice@example.com", via="proxy")
+    with psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn:
+        (offered,) = pending(conn)
+        assert offered.metrics["candidate"]["roc_auc"] == pytest.approx(metadata["holdout_roc_auc"].value)
+        assert offered.metrics["served"] == {"version": "none"}  # nothing served yet: the baseline applies
+        assert offered.metrics["feature_partitions"] == expected_partitions
+        assert "baseline" in offered.metrics["evaluation_reason"]
+        approved = decide(conn, model_name="fraud_detector", version=v1, decision="approve", reviewer=alice,
+                          comment="good holdout", source="review-page", policy=ApprovalPolicy())  # fmt: skip
+    assert approved.status == "approved" and approved.reviewer == "alice@example.com"
     assert flow.deploy(
         resources, instance, {"ops": {"ml__served_model": {"config": {"version": v1}}}}
     ).success
@@ -77,9 +83,7 @@ def test_training_evaluation_and_the_gate(
         psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn,
         pytest.raises(ApprovalError, match="no approval was requested"),
     ):
-        decide(
-            conn, model_name="fraud_detector", version=v2, decision="approve", reviewer="eve", source="cli"
-        )
+        decide(conn, model_name="fraud_detector", version=v2, decision="approve", reviewer=alice, source="cli")
 
     # Launching the deployment by hand for an unapproved (or made-up) version is refused; v1 keeps serving.
     for version in (v2, "999"):
@@ -91,15 +95,13 @@ def test_training_evaluation_and_the_gate(
     assert "999" in failures[0].event_specific_data.error.message
     assert serving.get("/version").json()["version"] == v1
 
-    # The UI job refuses decisions on versions that are not pending, with the reason.
-    refused = decide_model_approval.execute_in_process(
-        run_config={"ops": {"record_model_decision": {"config": {
-            "version": v1, "decision": "reject", "reviewer": "mallory"}}}},
-        resources=resources, instance=instance, raise_on_error=False,
-    )  # fmt: skip
-    assert not refused.success
-    refusal = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
-    assert f"version {v1} is deployed by alice@example.com" in refusal.event_specific_data.error.message
+    # Decisions on versions that are no longer pending are refused, with the reason.
+    with (
+        psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn,
+        pytest.raises(ApprovalError, match=f"version {v1} is deployed by alice@example.com"),
+    ):
+        decide(conn, model_name="fraud_detector", version=v1, decision="reject",
+               reviewer=Reviewer(name="mallory", via="proxy"), source="review-page")  # fmt: skip
 
 
 def test_training_without_enough_labelled_hours_says_what_is_missing(
