@@ -111,20 +111,50 @@ def test_an_unreachable_webhook_is_logged_without_its_url(caplog):
     assert "unreachable" in caplog.text and "T0KEN" not in caplog.text
 
 
-@pytest.mark.parametrize("command", ["approve", "reject", "approvals", "produce-events", "serve"])
+@pytest.mark.parametrize("command", ["approve", "reject", "approvals", "produce-events", "serve", "review"])
 def test_every_ml_command_has_help(command):
     result = subprocess.run([CLI, command, "--help"], capture_output=True, text=True, check=True)
     assert "Usage:" in result.stdout and len(result.stdout) > 200
 
 
 def test_cli_decisions_on_unknown_versions_fail_clearly(ml_env):
-    result = subprocess.run(
-        [CLI, "approve", "42", "--reviewer", "eve"], capture_output=True, text=True, env=os.environ
-    )
+    result = subprocess.run([CLI, "approve", "42"], capture_output=True, text=True, env=os.environ)
     assert result.returncode == 1
     assert "no approval was requested for model 'fraud_detector' version '42'" in result.stderr
     listing = subprocess.run([CLI, "approvals"], capture_output=True, text=True, env=os.environ, check=True)
     assert "no pending approvals" in listing.stdout
+
+
+def test_the_cli_decides_as_the_os_user_and_never_as_a_typed_name(ml_env):
+    import pwd
+
+    import psycopg
+
+    from orchestration_platform.lib.ml.approvals import audit_after, request_approval
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    with psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn:
+        for model, version, trainer in (("own_model", "1", me), ("fraud_detector", "2", "dagster run 1234abcd")):
+            request_approval(conn, model_name=model, version=version, fingerprint="f" * 64,
+                             ttl=timedelta(hours=1), metrics={}, requested_by=trainer)  # fmt: skip
+    typed = subprocess.run([CLI, "approve", "2", "--reviewer", "alice"], capture_output=True, text=True, env=os.environ)
+    assert typed.returncode == 2 and "the CLI records your OS user; drop --reviewer" in typed.stderr
+    own = subprocess.run([CLI, "approve", "1", "--model-name", "own_model"], capture_output=True, text=True,
+                         env=os.environ)  # fmt: skip
+    assert own.returncode == 1 and "four-eyes" in own.stderr  # the OS user trained version 1
+    outsider = subprocess.run([CLI, "approve", "2"], capture_output=True, text=True,
+                              env=os.environ | {"ML_APPROVERS": "alice@example.com"})  # fmt: skip
+    assert outsider.returncode == 1 and f"reviewer '{me}'" in outsider.stderr and "is not an approver" in outsider.stderr
+    prod = subprocess.run([CLI, "approve", "2"], capture_output=True, text=True,
+                          env=os.environ | {"DAGSTER_DEPLOYMENT": "prod"})  # fmt: skip
+    assert prod.returncode == 1 and "in prod the CLI cannot know who runs it" in prod.stderr
+    done = subprocess.run([CLI, "approve", "2", "--comment", "fine"], capture_output=True, text=True,
+                          env=os.environ | {"ML_APPROVERS": me})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"approved by {me}; the approved_model_deployments sensor deploys it next" in done.stdout
+    with psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn:
+        last = audit_after(conn, 0)[-1]
+    assert (last["action"], last["actor"], last["source"], last["details"]["via"]) == ("approved", me, "cli", "os-user")
 
 
 def test_produce_events_streams_valid_events_at_the_requested_rate(
