@@ -10,7 +10,7 @@ import time
 
 import click
 
-from orchestration_platform.devstack import stack
+from orchestration_platform.devstack import processes, stack
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,32 +46,48 @@ def dev_up(no_dagster: bool) -> None:
 
 @dev.command("status")
 def dev_status() -> None:
-    """Show the processes of a running local stack."""
-    records = stack.read_stack_file()
+    """Show the processes of the local stack (also those a killed stack left behind)."""
+    records = stack.read_records()
     if not records:
         click.echo("local stack: not running")
         return
     for record in records:
-        state = "running" if stack.pid_alive(record["pid"]) else "gone"
-        click.echo(f"{record['name']:<24} pid {record['pid']:<8} {state:<8} {record.get('url', '')}")
+        if processes.is_running(record):
+            state = "running"
+        elif processes.is_left(record):
+            state = "children"  # the process exited, members of its process group still run
+        else:
+            state = "gone"
+        click.echo(f"{record.name:<24} pid {record.pid:<8} {state:<8} {record.url}")
 
 
 @dev.command("down")
 @click.option("--timeout", default=30, show_default=True, help="Seconds to wait for a clean stop.")
 def dev_down(timeout: int) -> None:
-    """Stop a local stack started by `dev up` in another shell (by its recorded PID)."""
-    records = [r for r in stack.read_stack_file() if r["name"] == "stack"]
-    if not records or not stack.pid_alive(records[0]["pid"]):
+    """Stop the local stack started by `dev up` in another shell, and whatever a killed stack left behind.
+
+    Everything `dev status` lists as running is stopped, whether or not the stack's main process is alive;
+    processes are recognised by PID and start time, so a PID now used by another program is left alone.
+    """
+    records = stack.read_records()
+    left = [r for r in records if processes.is_left(r)]
+    if not left:
+        stack.stack_file().unlink(missing_ok=True)
         click.echo("local stack: not running")
         return
-    pid = records[0]["pid"]
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while stack.pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if stack.pid_alive(pid):
-        raise click.ClickException(f"the stack (pid {pid}) did not stop within {timeout}s")
-    click.echo("local stack: stopped")
+    names = ", ".join(r.name for r in left)
+    main_process = next((r for r in left if r.name == "stack"), None)
+    if main_process is not None:
+        os.kill(main_process.pid, signal.SIGTERM)  # the stack stops its own processes, in order
+        deadline = time.monotonic() + timeout
+        while processes.is_running(main_process) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    left = [r for r in records if processes.is_left(r)]
+    killed = stack.stop_recorded(left, stack.stack_file())
+    still = [r.name for r in records if processes.is_left(r)]
+    if still:
+        raise click.ClickException(f"still running after SIGKILL: {', '.join(still)} (see `dev status`)")
+    click.echo(f"local stack: stopped ({names})" + (f"; killed: {', '.join(killed)}" if killed else ""))
 
 
 # --- Streaming ML: approvals, events, serving ------------------------------------------------
@@ -289,7 +305,6 @@ def serve(port: int, host: str) -> None:
     import uvicorn
 
     uvicorn.run("orchestration_platform.serving.app:app", host=host, port=port, log_level="info")
-
 
 
 @main.command("review")

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestration_platform.devstack.processes import child_setup
+
 log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
@@ -115,6 +117,7 @@ def start_kafka_broker(port: int, log_file: Path | None = None) -> RunningServic
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
+        preexec_fn=child_setup(),  # the broker goes when the process that started it dies
         start_new_session=True,
     )
     wait_for_port(port, "Kafka broker (tansu)", timeout=20, proc=proc)

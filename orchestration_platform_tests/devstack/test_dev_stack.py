@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,8 +13,9 @@ import httpx
 import psycopg
 import pytest
 
+from orchestration_platform.devstack.processes import is_running
 from orchestration_platform.devstack.services import free_port
-from orchestration_platform.devstack.stack import pid_alive
+from orchestration_platform_tests.devstack import stack_harness as harness
 
 CLI = [sys.executable, "-m", "orchestration_platform.cli"]
 
@@ -32,41 +32,29 @@ def _stack_env(state_dir: Path) -> dict[str, str]:
     return env
 
 
-def _wait_for_stack_file(path: Path, proc: subprocess.Popen, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return json.loads(path.read_text())["processes"]
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "dev up exited"
-        time.sleep(0.2)
-    raise AssertionError("dev up did not record its processes in time")
-
-
 def test_dev_up_serves_every_service_and_sigint_stops_them_all(tmp_path: Path) -> None:
-    state_dir = Path("/tmp") / f"op-stack-{tmp_path.name}"  # embedded PostgreSQL must stay out of /root
-    env = _stack_env(state_dir)
-    proc = subprocess.Popen(
-        [*CLI, "dev", "up", "--no-dagster"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    env = harness.stack_env(tmp_path.name)
+    proc = harness.start(env, with_dagster=False)
     try:
-        records = _wait_for_stack_file(state_dir / "stack.json", proc)
-        by_name = {r["name"]: r for r in records}
-        assert {"postgres", "kafka", "stack"} <= set(by_name)
-        with psycopg.connect(by_name["postgres"]["url"]) as conn:
+        records = harness.wait_until_up(env, proc, with_dagster=False)
+        by_name = {r.name: r for r in records}
+        assert {"postgres", "kafka", "stack", "events", "serving", "watchdog"} <= set(by_name)
+        with psycopg.connect(by_name["postgres"].url) as conn:
             assert conn.execute("select 1").fetchone() == (1,)
         assert httpx.get(f"http://127.0.0.1:{env['SOURCES_PORT']}/healthz").text == "ok"
+        assert httpx.get(f"http://127.0.0.1:{env['SERVING_PORT']}/healthz").status_code in (200, 503)
         status = subprocess.run([*CLI, "dev", "status"], env=env, capture_output=True, text=True, check=True)
         assert "postgres" in status.stdout and "running" in status.stdout
     finally:
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, output
-    assert "local stack stopped" in output
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, harness.output(env)
+    assert "local stack stopped" in harness.output(env)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(pid_alive(r["pid"]) for r in records):
+    while time.monotonic() < deadline and any(is_running(r) for r in records):
         time.sleep(0.2)
-    assert [r["name"] for r in records if pid_alive(r["pid"])] == []
-    assert not (state_dir / "stack.json").exists()
+    assert [r.name for r in records if is_running(r)] == []
+    assert not (harness.state_dir(env) / "stack.json").exists()
 
 
 def test_dev_up_names_the_port_that_is_taken(tmp_path: Path, sources_url: str) -> None:
