@@ -17,8 +17,10 @@ import dagster as dg
 AC = dg.AutomationCondition
 
 
-def _updated_since_last_run(upstream: dg.AssetKey) -> dg.AutomationCondition:
-    return AC.any_deps_updated().allow(dg.AssetSelection.assets(upstream)).since_last_handled()
+def _since_last_run(upstream: dg.AssetKey, condition: dg.AutomationCondition) -> dg.AutomationCondition:
+    # `asset_matches` (not `any_deps_match(...).allow(...)`): the sensor's cursor tells conditions apart by
+    # their key, and `allow` is not part of it, so two upstreams would share (and overwrite) one state.
+    return AC.asset_matches(upstream, condition).since_last_handled()
 
 
 def one_success() -> dg.AutomationCondition:
@@ -32,7 +34,7 @@ def all_success(upstreams: Sequence[dg.AssetKey]) -> dg.AutomationCondition:
     is still running; an upstream that fails holds this asset back until it succeeds."""
     condition: dg.AutomationCondition = ~AC.any_deps_in_progress() & ~AC.in_progress()
     for upstream in upstreams:
-        condition = _updated_since_last_run(upstream) & condition
+        condition = _since_last_run(upstream, AC.newly_updated()) & condition
     return condition.with_label("all_success")
 
 
@@ -45,7 +47,5 @@ def all_done(upstreams: Sequence[dg.AssetKey]) -> dg.AutomationCondition:
     """Run once EVERY upstream has finished since this asset last ran, successfully or not (Airflow `ALL_DONE`)."""
     condition: dg.AutomationCondition = ~AC.any_deps_in_progress() & ~AC.in_progress()
     for upstream in upstreams:
-        finished = (AC.newly_updated() | AC.execution_failed().newly_true())
-        condition = (AC.any_deps_match(finished).allow(dg.AssetSelection.assets(upstream))
-                     .since_last_handled() & condition)
+        condition = _since_last_run(upstream, AC.newly_updated() | AC.execution_failed().newly_true()) & condition
     return condition.with_label("all_done")
