@@ -49,7 +49,7 @@ def endpoint_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["api", name])
 
 
-def _spec(endpoint: EndpointConfig) -> dg.AssetSpec:
+def _spec(endpoint: EndpointConfig, owners: list[str]) -> dg.AssetSpec:
     auth = f" Auth: header `{endpoint.auth.header}` from env var `{endpoint.auth.env}`." if endpoint.auth else ""
     incremental = (f" Incremental on `{endpoint.incremental.field}` (upsert by primary key)."
                    if endpoint.incremental else " Full reload each run.")
@@ -63,6 +63,7 @@ def _spec(endpoint: EndpointConfig) -> dg.AssetSpec:
         key=endpoint_key(endpoint.name),
         description=description,
         group_name=GROUP,
+        owners=owners,
         kinds={"postgres", "api"},
         skippable=True,  # an endpoint that fails or is blocked is not materialized; the others are
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=endpoint.freshness_hours)),
@@ -109,13 +110,13 @@ def _materialization_metadata(run: "EndpointRun") -> dict[str, object]:
     }
 
 
-def build_api_etl_assets(config: EndpointsConfig) -> dg.AssetsDefinition:
+def build_api_etl_assets(config: EndpointsConfig, owners: list[str] | None = None) -> dg.AssetsDefinition:
     """The multi-asset for every endpoint in `config`; any subset can be materialized."""
     by_key = {endpoint_key(e.name): e for e in config.endpoints}
 
     @dg.multi_asset(
         name="api_endpoints",
-        specs=[_spec(e) for e in config.endpoints],
+        specs=[_spec(e, owners or []) for e in config.endpoints],
         check_specs=[spec for e in config.endpoints for spec in _check_specs(e)],
         can_subset=True,
         pool="api_etl",
@@ -159,7 +160,7 @@ def build_api_etl_assets(config: EndpointsConfig) -> dg.AssetsDefinition:
     return api_endpoints
 
 
-def build_derived_table_asset(table: DerivedTableConfig) -> dg.AssetsDefinition:
+def build_derived_table_asset(table: DerivedTableConfig, owners: list[str] | None = None) -> dg.AssetsDefinition:
     """`api.<name>` rebuilt by its SQL when its trigger rule says so (see defs/shared/trigger_rules.py)."""
     upstreams = [endpoint_key(name) for name in table.upstreams]
     rule = ("runs once EVERY upstream has published since its last build (Airflow ALL_SUCCESS)"
@@ -174,6 +175,7 @@ def build_derived_table_asset(table: DerivedTableConfig) -> dg.AssetsDefinition:
         deps=upstreams,
         description=description,
         group_name=GROUP,
+        owners=owners,
         kinds={"postgres", "sql"},
         automation_condition=all_success(upstreams) if table.trigger == "all_success" else one_success(),
         pool="api_etl",
@@ -192,9 +194,9 @@ def build_derived_table_asset(table: DerivedTableConfig) -> dg.AssetsDefinition:
 
 
 def build_api_etl_defs(config: EndpointsConfig, tables: list[DerivedTableConfig] | None = None, *,
-                       schedule: str | None = "0 * * * *") -> dg.Definitions:
+                       schedule: str | None = "0 * * * *", owners: list[str] | None = None) -> dg.Definitions:
     """Every endpoint's asset, the derived tables, the `api_etl_job` and its (stopped) hourly schedule."""
-    assets = [build_api_etl_assets(config), *(build_derived_table_asset(t) for t in tables or [])]
+    assets = [build_api_etl_assets(config, owners), *(build_derived_table_asset(t, owners) for t in tables or [])]
     job = dg.define_asset_job("api_etl_job", selection=dg.AssetSelection.keys(*assets[0].keys),
                               description="Every API endpoint, extracted concurrently in one step.")
     schedules = [dg.ScheduleDefinition(name="api_etl_hourly", job=job, cron_schedule=schedule,

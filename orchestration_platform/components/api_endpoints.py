@@ -48,6 +48,8 @@ class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):
     defaults: dict[str, Any] = Field(default_factory=dict, description="concurrency, rate limit, timeouts, retries")
     endpoints: list[dict[str, Any]] = Field(default_factory=list, description="one entry per endpoint (see README)")
     tables: list[dict[str, Any]] = Field(default_factory=list, description="SQL tables built from endpoint tables")
+    owners: list[str] = Field(default_factory=list, description="owners of every endpoint and table: emails or "
+                              "`team:<name>` (shown in the UI, used to route alerts)")
     schedule: str | None = Field(default="0 * * * *", description="cron of the `api_etl_hourly` schedule "
                                  "(created stopped); null for none")
 
@@ -73,7 +75,7 @@ class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):
         from orchestration_platform.components.api_endpoint_assets import build_api_etl_defs
 
         config, tables = self.load_config(str(context.path / "defs.yaml"))
-        return build_api_etl_defs(config, tables, schedule=self.schedule)
+        return build_api_etl_defs(config, tables, schedule=self.schedule, owners=self.owners)
 
 
 def _read_yaml(path: Path) -> Any:
