@@ -1,9 +1,6 @@
 """The rendered instance dagster.yaml is checked by Dagster's own config types (the instance schema,
-then each `module`/`class` entry's `config_type()`), and the K8sRunLauncher built from it launches
-run pods that inherit the image, settings, secrets and security posture.
-
-The one stand-in: a recorder in place of the Kubernetes Batch API (no cluster can run here); the
-Job it receives is exactly what dagster-k8s would send, and it is validated like the chart."""
+then each `module`/`class` entry's `config_type()`). The K8sRunLauncher built from it launches
+real run Jobs in cluster/test_run_launcher_on_cluster.py."""
 
 from __future__ import annotations
 
@@ -12,8 +9,6 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-import kubernetes
-import kubernetes_validate
 import pytest
 import yaml
 from dagster._config import process_config
@@ -21,16 +16,11 @@ from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
 
 from orchestration_platform_tests.chart.conftest import (
-    KUBERNETES_VERSION,
     NAMESPACE,
     VALUE_SETS,
     Helm,
     instance_yaml,
 )
-from orchestration_platform_tests.chart.kubeconfig import write_kubeconfig
-from orchestration_platform_tests.chart.pod_security import assert_restricted_pod
-
-IMAGE = "registry.example.com/data/orchestration-platform:0.1.0"
 
 
 def _validate_instance(config: dict[str, Any], directory: Path) -> dict[str, Any]:
@@ -124,92 +114,3 @@ def test_a_typo_in_the_instance_config_is_caught(
     node[typo] = node.pop(path[-1])
     with pytest.raises(DagsterInvalidConfigError):
         _validate_instance(config, tmp_path)
-
-
-class RecordingBatchApi:
-    """Stands in for the Kubernetes Batch API (no cluster here): keeps the Jobs it is asked to create."""
-
-    def __init__(self) -> None:
-        self.created: list[tuple[str, Any]] = []
-
-    def create_namespaced_job(self, body: Any, namespace: str, **_: Any) -> Any:
-        self.created.append((namespace, body))
-        return body
-
-
-@pytest.fixture
-def kubeconfig(tmp_path: Path) -> Path:
-    """A kubeconfig for a cluster that is never contacted (the launcher loads one at start)."""
-    return write_kubeconfig(tmp_path / "kubeconfig")
-
-
-def test_run_pods_inherit_image_settings_secrets_and_security(
-    helm: Helm, kubeconfig: Path, pg_password: str
-) -> None:
-    from dagster._core.code_pointer import ModuleCodePointer
-    from dagster._core.launcher import LaunchRunContext
-    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
-    from dagster._core.test_utils import create_run_for_test, instance_for_test
-    from dagster_k8s.client import DagsterKubernetesClient
-
-    config = instance_yaml(helm.template(*VALUE_SETS["prod"]))
-    launcher_config = {
-        **config["run_launcher"]["config"],
-        "load_incluster_config": False,
-        "kubeconfig_file": str(kubeconfig),
-    }
-    with instance_for_test(
-        overrides={"run_launcher": {**config["run_launcher"], "config": launcher_config}}
-    ) as instance:
-        batch = RecordingBatchApi()
-        instance.run_launcher._api_client = DagsterKubernetesClient.production_client(
-            batch_api_override=batch
-        )
-        # The code server reports its own image (DAGSTER_CURRENT_IMAGE): runs use exactly that one.
-        origin = JobPythonOrigin(
-            "__ASSET_JOB",
-            RepositoryPythonOrigin(
-                executable_path="python",
-                code_pointer=ModuleCodePointer(
-                    "orchestration_platform.definitions", "defs", working_directory=None
-                ),
-                container_image=IMAGE,
-            ),
-        )
-        run = create_run_for_test(instance, job_name="__ASSET_JOB", job_code_origin=origin)
-        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
-
-    [(namespace, job)] = batch.created
-    assert namespace == NAMESPACE
-    manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
-    kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
-    pod = manifest["spec"]["template"]["spec"]
-    assert_restricted_pod(pod, where="run pod")
-    [container] = pod["containers"]
-    assert container["image"] == IMAGE
-    assert container["args"][:5] == ["python", "-m", "dagster", "api", "execute_run"]
-    env_from = {next(iter(source)): next(iter(source.values()))["name"] for source in container["envFrom"]}
-    assert env_from == {
-        "configMapRef": "op-orchestration-platform-platform-env",
-        "secretRef": "orchestration-platform-secrets",
-    }
-    env = {e["name"]: e for e in container["env"]}
-    assert env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": "dagster-postgresql",
-        "key": "postgresql-password",
-    }
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "6Gi"}}
-    assert pod["serviceAccountName"] == "op-orchestration-platform"
-    labels = manifest["spec"]["template"]["metadata"]["labels"]
-    assert labels["app.kubernetes.io/component"] == "run-worker"  # what the NetworkPolicies select
-    assert labels["app.kubernetes.io/instance"] == "op"
-    assert labels["app.kubernetes.io/name"] == "dagster"
-    assert manifest["spec"]["backoffLimit"] == 0 and manifest["spec"]["ttlSecondsAfterFinished"] == 172800
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {
-        "/opt/dagster/dagster_home",
-        "/tmp",
-        "/var/lib/orchestration-platform",
-    }
-    data = next(v for v in pod["volumes"] if v["name"] == "platform-data")
-    assert data["persistentVolumeClaim"]["claimName"] == "orchestration-platform-data"
-    assert pg_password not in str(manifest), "the password itself never reaches the Job"
