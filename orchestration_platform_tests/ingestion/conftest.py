@@ -11,15 +11,25 @@ import dagster as dg
 import httpx
 import pytest
 
-from orchestration_platform.defs.ingestion.assets import (
-    cleaned_daily_cases,
-    daily_regional_summary,
-    raw_daily_cases,
-)
-from orchestration_platform.defs.ingestion.checks import cleaned_daily_cases_checks
+from orchestration_platform.defs.ingestion.dataset_assets import cleaned_key, raw_key, raw_op_name
+from orchestration_platform.defs.ingestion.files import IngestionFilesResource
+from orchestration_platform.defs.ingestion.regional_summary import SUMMARY_KEY
 from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
+from orchestration_platform_tests.ingestion.component_loading import project_ingestion_defs
 
-INGESTION_DEFS = [raw_daily_cases, cleaned_daily_cases, cleaned_daily_cases_checks, daily_regional_summary]
+DATASET = "daily_cases"
+RAW_KEY, CLEANED_KEY = raw_key(DATASET), cleaned_key(DATASET)
+RAW_OP = raw_op_name(DATASET)
+INGESTION = project_ingestion_defs()  # defs/ingestion loaded from its YAML, the way `dg` loads it
+INGESTION_DEFS = [a for a in INGESTION.assets if a.key.path[1] == DATASET] + [
+    c for c in INGESTION.asset_checks if any(k.asset_key.path[1] == DATASET for k in c.check_keys)]
+RESOURCES = {"warehouse": WarehouseResource(), "ingestion_files": IngestionFilesResource()}
+__all__ = ["CLEANED_KEY", "RAW_KEY", "RAW_OP", "SUMMARY_KEY", "raw_file_path"]
+
+
+def raw_file_path(partition: str, dataset: str = DATASET) -> Path:
+    """Where the raw bytes of one partition are kept (under PLATFORM_DATA_DIR)."""
+    return IngestionFilesResource().raw_file(dataset, partition)
 
 
 @pytest.fixture
@@ -57,7 +67,7 @@ def materialize_days(ingestion_env) -> MaterializeFn:
             tags=tags,
             run_config=run_config,
             instance=instance,
-            resources={"warehouse": WarehouseResource()},
+            resources=RESOURCES,
             raise_on_error=raise_on_error,
             selection=selection,
         )

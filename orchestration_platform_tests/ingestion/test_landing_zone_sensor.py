@@ -14,10 +14,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration_platform.defs.ingestion.jobs import daily_cases_ingestion
-from orchestration_platform.defs.ingestion.sensors import MAX_RUNS_PER_TICK, landing_zone_sensor
-from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
-from orchestration_platform_tests.ingestion.conftest import INGESTION_DEFS, table_rows
+from orchestration_platform.defs.ingestion.landing_zone_sensor import MAX_RUNS_PER_TICK
+from orchestration_platform_tests.ingestion.conftest import INGESTION, INGESTION_DEFS, RESOURCES, table_rows
+
+(landing_zone_sensor,) = INGESTION.sensors
+(daily_cases_ingestion,) = [job for job in INGESTION.jobs if job.name == "daily_cases_ingestion"]
 
 CSV = (
     "report_id,region,reported_at,confirmed_cases,deaths,notes\n"
@@ -39,7 +40,7 @@ def _drop(zone: Path, name: str, text: str = CSV, age_s: float = 10.0) -> Path:
 
 def _tick(instance: dg.DagsterInstance, cursor: str | None):
     # entered and exited like the daemon does, so no instance state outlives the tick
-    with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES) as context:
         result = landing_zone_sensor(context)
         if isinstance(result, dg.SkipReason):
             return [], context.cursor, result.skip_message
@@ -58,7 +59,7 @@ def test_a_dropped_file_starts_exactly_one_run_that_ingests_it(ingestion_env) ->
         assert again == [] and "no new settled CSV files" in skip
 
         defs = dg.Definitions(assets=INGESTION_DEFS, jobs=[daily_cases_ingestion],
-                              resources={"warehouse": WarehouseResource()})
+                              resources=RESOURCES)
         job = defs.resolve_job_def("daily_cases_ingestion")
         result = job.execute_in_process(run_config=request.run_config, partition_key=request.partition_key,
                                         tags=request.tags, instance=instance)
@@ -84,11 +85,11 @@ def test_a_new_version_of_a_file_is_ingested_again_once(ingestion_env) -> None:
 
 def test_partial_files_wait_until_complete(ingestion_env) -> None:
     zone = ingestion_env["zone"]
-    (zone / "2026-02-05.csv.part").write_text(CSV)  # an upload in progress, renamed when done
-    (zone / ".2026-02-05.csv").write_text(CSV)  # a hidden temp file (rsync style)
-    growing = zone / "2026-02-06.csv"
-    growing.write_text(CSV[:40])  # just written: not settled yet
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance:  # first: on a busy machine it takes longer than the settle time
+        (zone / "2026-02-05.csv.part").write_text(CSV)  # an upload in progress, renamed when done
+        (zone / ".2026-02-05.csv").write_text(CSV)  # a hidden temp file (rsync style)
+        growing = zone / "2026-02-06.csv"
+        growing.write_text(CSV[:40])  # just written: not settled yet
         requests, cursor, skip = _tick(instance, None)
         assert requests == [] and "1 waiting to settle" in skip
         with growing.open("a") as handle:  # still being written between the ticks
@@ -144,7 +145,7 @@ def test_an_unreadable_file_is_skipped(ingestion_env, monkeypatch: pytest.Monkey
     path.chmod(0)
     with (
         dg.instance_for_test() as instance,
-        dg.build_sensor_context(instance=instance) as context,
+        dg.build_sensor_context(instance=instance, resources=RESOURCES) as context,
         _effective_user("nobody"),
     ):
         result = landing_zone_sensor(context)

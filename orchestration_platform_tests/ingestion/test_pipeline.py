@@ -9,9 +9,14 @@ import sqlite3
 import dagster as dg
 import pytest
 
-from orchestration_platform.defs.ingestion.assets import CLEANED_KEY, RAW_KEY, SUMMARY_KEY, raw_file_path
 from orchestration_platform.devstack.sources.csv_feed import daily_cases_csv
-from orchestration_platform_tests.ingestion.conftest import table_rows
+from orchestration_platform_tests.ingestion.conftest import (
+    CLEANED_KEY,
+    RAW_KEY,
+    SUMMARY_KEY,
+    raw_file_path,
+    table_rows,
+)
 
 DAY = "2026-03-14"
 
@@ -96,7 +101,7 @@ def test_a_day_with_conflicting_report_ids_is_blocked_from_the_summary(
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE", f"file://{feed}/{{date}}.csv")
     result = materialize_days(DAY, raise_on_error=False)
     unique = _check(result, "report_id_unique")
-    assert not unique.passed and unique.metadata["failing_days"].value == DAY
+    assert not unique.passed and unique.metadata["failing_partitions"].value == DAY
     assert _check(result, "dates_parse").passed
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert SUMMARY_KEY not in materialized and CLEANED_KEY in materialized
@@ -111,7 +116,7 @@ def test_transient_faults_are_retried_until_the_day_is_ingested(fault, materiali
     key = f"pipeline-{fault}"
     query = f"fault={fault}&fault_times=2&fault_key={key}&retry_after=0&timeout_s=3"
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE", f"{ingestion_env['sources']}/csv/daily_cases/{{date}}.csv?{query}")
-    config = {"ops": {"ingestion__raw_daily_cases": {"config": {"backoff_s": 0.05, "timeout_s": 1.0}}}}
+    config = {"ops": {"ingestion__daily_cases__raw": {"config": {"backoff_s": 0.05, "timeout_s": 1.0}}}}
     result = materialize_days(DAY, run_config=config)
     assert result.success
     assert _materialization(result, RAW_KEY).metadata["attempts"].value == 3
@@ -128,7 +133,7 @@ def test_permanent_faults_fail_at_once_with_the_reason(fault, message, materiali
                        f"{ingestion_env['sources']}/csv/daily_cases/{{date}}.csv?fault={fault}")
     result = materialize_days(DAY, raise_on_error=False)
     assert not result.success
-    failure = result.failure_data_for_node("ingestion__raw_daily_cases")
+    failure = result.failure_data_for_node("ingestion__daily_cases__raw")
     assert message in failure.error.message and DAY in failure.error.message
     assert not raw_file_path(DAY).exists()
 
@@ -137,10 +142,10 @@ def test_transient_faults_that_never_stop_fail_after_the_attempts(materialize_da
                                                                    monkeypatch) -> None:
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE",
                        f"{ingestion_env['sources']}/csv/daily_cases/{{date}}.csv?fault=503")
-    config = {"ops": {"ingestion__raw_daily_cases": {"config": {"backoff_s": 0.01, "attempts": 3,
+    config = {"ops": {"ingestion__daily_cases__raw": {"config": {"backoff_s": 0.01, "attempts": 3,
                                                                 "step_retries": 1, "step_retry_wait_s": 0.1}}}}
     result = materialize_days(DAY, run_config=config, raise_on_error=False)
-    failure = result.failure_data_for_node("ingestion__raw_daily_cases")
+    failure = result.failure_data_for_node("ingestion__daily_cases__raw")
     assert "HTTP 503" in failure.error.message and "gave up after 3 attempts" in failure.error.message
     assert len([e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 1
 
@@ -150,7 +155,7 @@ def test_a_day_the_source_does_not_have_fails_clearly(materialize_days, ingestio
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE",
                        f"{ingestion_env['sources']}/csv/daily_cases/2099-01-01.csv?day={{date}}")
     failed = materialize_days(DAY, raise_on_error=False)
-    message = failed.failure_data_for_node("ingestion__raw_daily_cases").error.message
+    message = failed.failure_data_for_node("ingestion__daily_cases__raw").error.message
     assert "not found (HTTP 404)" in message and "2099-01-01" in message
 
 
@@ -161,7 +166,7 @@ def test_a_raw_file_that_is_not_a_csv_fails_cleaning_with_the_reason(materialize
     (feed / f"{DAY}.csv").write_bytes(b"report_id;region;reported_at;confirmed_cases\n1;n;x;2\n")
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE", f"file://{feed}/{{date}}.csv")
     result = materialize_days(DAY, raise_on_error=False)
-    message = result.failure_data_for_node("ingestion__cleaned_daily_cases").error.message
+    message = result.failure_data_for_node("ingestion__daily_cases__cleaned").error.message
     assert "semicolon-delimited" in message and f"{DAY}.csv" in message
 
 
@@ -169,7 +174,7 @@ def test_a_source_down_longer_than_the_attempts_gets_the_whole_step_retried(mate
                                                                             monkeypatch) -> None:
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE", f"{ingestion_env['sources']}/csv/daily_cases/{{date}}.csv"
                        "?fault=502&fault_times=3&fault_key=step-retry")
-    config = {"ops": {"ingestion__raw_daily_cases": {"config": {
+    config = {"ops": {"ingestion__daily_cases__raw": {"config": {
         "attempts": 2, "backoff_s": 0.01, "step_retries": 1, "step_retry_wait_s": 0.1}}}}
     result = materialize_days(DAY, run_config=config)
     assert result.success
@@ -182,9 +187,9 @@ def test_a_landed_file_outside_the_zone_is_refused_by_the_run_too(materialize_da
     outside = tmp_path / "elsewhere" / f"{DAY}.csv"
     outside.parent.mkdir()
     outside.write_bytes(daily_cases_csv(dt.date.fromisoformat(DAY)))
-    config = {"ops": {"ingestion__raw_daily_cases": {"config": {"landed_file": str(outside)}}}}
+    config = {"ops": {"ingestion__daily_cases__raw": {"config": {"landed_file": str(outside)}}}}
     result = materialize_days(DAY, run_config=config, raise_on_error=False)
-    message = result.failure_data_for_node("ingestion__raw_daily_cases").error.message
+    message = result.failure_data_for_node("ingestion__daily_cases__raw").error.message
     assert "is outside the landing zone" in message and not raw_file_path(DAY).exists()
 
 
@@ -196,6 +201,6 @@ def test_a_range_with_missing_days_names_every_missing_day(materialize_days, ing
         (feed / f"{day}.csv").write_bytes(daily_cases_csv(dt.date.fromisoformat(day)))
     monkeypatch.setenv("INGESTION_CSV_URL_TEMPLATE", f"file://{feed}/{{date}}.csv")
     result = materialize_days("2026-03-01", "2026-03-04", raise_on_error=False)
-    message = result.failure_data_for_node("ingestion__raw_daily_cases").error.message
+    message = result.failure_data_for_node("ingestion__daily_cases__raw").error.message
     assert "2 of 4 file(s) could not be downloaded" in message
     assert "2026-03-02" in message and "2026-03-04" in message

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import psycopg
 
-from orchestration_platform.defs.ingestion.assets import CLEANED_KEY, SUMMARY_KEY
+from orchestration_platform_tests.ingestion.conftest import CLEANED_KEY, SUMMARY_KEY
 
 
 def test_the_pipeline_runs_on_postgres_instance_storage_and_a_postgres_warehouse(

@@ -6,7 +6,9 @@ import datetime as dt
 
 import dagster as dg
 
-from orchestration_platform.defs.ingestion.jobs import daily_cases_schedule
+from orchestration_platform_tests.ingestion.conftest import INGESTION
+
+(daily_cases_schedule,) = [s for s in INGESTION.schedules if s.name == "daily_cases_schedule"]
 
 
 def test_the_schedule_runs_yesterday_at_half_past_one_utc() -> None:

@@ -8,6 +8,12 @@ The same date always gives the same bytes (the generator is seeded by the date).
 
 - `rows=N` asks for N rows (default: about 200, varying by day); at most `MAX_ROWS`.
 - Dates before `FEED_FIRST_DAY` or after today (UTC) answer 404, as a real feed would.
+
+`GET /csv/jh_daily/{MM-DD-YYYY}.csv` is a second shape, like the Johns Hopkins daily reports: the
+date in the file name as `MM-DD-YYYY`, one row per province and country, and a schema that changes
+on `JH_NEW_SCHEMA_DAY`: `Province/State,Country/Region,Last Update` with `M/D/YY H:MM` (unpadded
+hours) before it; `FIPS,Province_State,Country_Region,Last_Update,Lat,Long_,...` with ISO times
+(with and without `Z`) from it on.
 """
 
 from __future__ import annotations
@@ -107,5 +113,46 @@ async def daily_cases(request: Request) -> Response:
     return Response(daily_cases_csv(day, rows), media_type="text/csv; charset=utf-8")
 
 
+JH_NEW_SCHEMA_DAY = dt.date(2026, 3, 1)
+JH_PLACES = (("", "Andorra"), ("Ontario", "Canada"), ("Quebec", "Canada"), ("", "Chile"), ("Hubei", "China"),
+             ("", "Iceland"), ("Bavaria", "Germany"), ("", "Kenya"), ("New York", "US"), ("Texas", "US"))
+
+
+def jh_daily_csv(day: dt.date) -> bytes:
+    """One day of the Johns-Hopkins-like report (deterministic); the header depends on the day."""
+    rng = random.Random(f"jh_daily/{day.isoformat()}")
+    old = day < JH_NEW_SCHEMA_DAY
+    if old:
+        lines = ["Province/State,Country/Region,Last Update,Confirmed,Deaths,Recovered"]
+    else:
+        lines = ["FIPS,Province_State,Country_Region,Last_Update,Lat,Long_,Confirmed,Deaths,Recovered,Active"]
+    for index, (province, country) in enumerate(JH_PLACES):
+        moment = dt.datetime(day.year, day.month, day.day, rng.randrange(24), rng.randrange(60))
+        confirmed = 100 * (index + 1) + (day - FEED_FIRST_DAY).days
+        deaths, recovered = confirmed // 50, confirmed // 3
+        name = _quote(province) if province else ""
+        if old:  # M/D/YY H:MM, unpadded month, day and hour
+            stamp = f"{moment.month}/{moment.day}/{moment:%y} {moment.hour}:{moment:%M}"
+            lines.append(f"{name},{country},{stamp},{confirmed},{deaths},{recovered}")
+        else:
+            stamp = moment.strftime("%Y-%m-%dT%H:%M:%SZ" if index % 2 else "%Y-%m-%d %H:%M:%S")
+            lat, lon = f"{rng.uniform(-60, 60):.4f}", f"{rng.uniform(-150, 150):.4f}"
+            lines.append(f"{1000 + index},{name},{country},{stamp},{lat},{lon},{confirmed},{deaths},{recovered},"
+                         f"{confirmed - deaths - recovered}")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+async def jh_daily(request: Request) -> Response:
+    raw_date = request.path_params["date"]
+    try:
+        day = dt.datetime.strptime(raw_date, "%m-%d-%Y").date()
+    except ValueError:
+        return PlainTextResponse(f"no daily report for {raw_date!r}: use a date like 01-31-2026 (MM-DD-YYYY)", 404)
+    today = dt.datetime.now(dt.UTC).date()
+    if day < FEED_FIRST_DAY or day > today:
+        return PlainTextResponse(f"no daily report for {raw_date}: the feed covers {FEED_FIRST_DAY} to {today}", 404)
+    return Response(jh_daily_csv(day), media_type="text/csv; charset=utf-8")
+
+
 def routes() -> list[Route]:
-    return [Route("/csv/daily_cases/{date}.csv", daily_cases)]
+    return [Route("/csv/daily_cases/{date}.csv", daily_cases), Route("/csv/jh_daily/{date}.csv", jh_daily)]
