@@ -79,7 +79,10 @@ def shown_url(url: str | httpx.URL) -> str:
     parts = urlsplit(text)
     if not parts.query:
         return text
-    query = [(k, "***" if SECRET_QUERY_KEY.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(SECRET_QUERY_KEY.search(key) for key, _ in pairs):
+        return text
+    query = [(k, "***" if SECRET_QUERY_KEY.search(k) else v) for k, v in pairs]
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
@@ -295,25 +298,31 @@ def read_sync(url: str, limits: ReadLimits, **kwargs: Any) -> Answer:
 # --- JSON with a depth limit -------------------------------------------------------------------------
 _NOT_STRUCTURAL = bytes(b for b in range(256) if b not in b'[]{}"')
 _STRING = re.compile(rb'"[^"]*"')
-_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+_DEPTH_BLOCK = 1 << 20
 
 
 def json_depth_exceeds(content: bytes, max_depth: int) -> bool:
     """True when `content`'s nesting is deeper than `max_depth`; C-speed passes, never recursion.
 
-    Strings are removed (escapes first), only brackets are kept, then innermost pairs are removed
-    once per level, at most `max_depth` times. Malformed input returns False: the parser rejects it.
+    Strings are removed (escapes first), only brackets are kept, and the running depth is a cumulative
+    sum over them (numpy, in blocks). Skipped entirely when there are fewer brackets than `max_depth`.
     """
     if content.count(b"[") + content.count(b"{") <= max_depth:
         return False
+    import numpy as np  # only for bodies with many brackets
+
     brackets = content.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURAL)
     brackets = _STRING.sub(b"", brackets)
-    for _ in range(max_depth):
-        inner = _INNERMOST_PAIR.sub(b"", brackets)
-        if not inner or len(inner) == len(brackets):
-            return False
-        brackets = inner
-    return True
+    level = 0
+    for start in range(0, len(brackets), _DEPTH_BLOCK):
+        block = np.frombuffer(brackets[start:start + _DEPTH_BLOCK], dtype=np.uint8)
+        steps = ((block == ord("[")) | (block == ord("{"))).astype(np.int32)
+        steps -= (block == ord("]")) | (block == ord("}"))
+        depths = np.cumsum(steps) + level
+        if int(depths.max()) > max_depth:
+            return True
+        level = int(depths[-1])
+    return False
 
 
 def parse_json(content: bytes, limits: ReadLimits, *, content_type: str = "") -> Any:

@@ -33,6 +33,7 @@ from orchestration_platform.lib.http import (
     parse_json,
     read_async,
     refuse_content_type,
+    shown_url,
 )
 
 # Content types that are certainly not JSON: refused before their body is read.
@@ -228,7 +229,7 @@ class Extractor:
         try:
             body = parse_json(answer.content, limits, content_type=content_type)
         except ReadFailure as failure:
-            raise PermanentError(f"response from {url}: {failure}", kind=failure.kind) from None
+            raise PermanentError(f"response from {shown_url(url)}: {failure}", kind=failure.kind) from None
         return body, answer.response
 
     def _note_retry(self, name: str, result: ExtractResult, state: RetryCallState) -> None:

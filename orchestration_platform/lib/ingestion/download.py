@@ -19,8 +19,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from orchestration_platform.lib.http import ReadFailure, ReadLimits, read_sync
-from orchestration_platform.lib.url_redaction import redact_url
+from orchestration_platform.lib.http import ReadFailure, ReadLimits, read_sync, shown_url
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 NOT_CSV_TYPES = ("text/html", "application/json", "application/xml", "text/xml", "image/", "application/pdf")
@@ -159,7 +158,7 @@ def download_csv(
     callers and not used: each download reads through the bounded layer's own connection.
     """
     del client
-    shown = redact_url(url)
+    shown = shown_url(url)  # no password, no token in the query
     scheme = urlsplit(url).scheme
     if scheme not in ("http", "https", "file"):
         raise DownloadError(f"{shown}: scheme {scheme!r} is not supported; use http(s):// or file://")
