@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration_platform.defs.ml.features import FEATURES_KEY
 from orchestration_platform.defs.ml.sensors import (
     approved_model_deployments,
     model_approval_audit,
@@ -30,18 +31,17 @@ def test_events_to_prediction_by_the_approved_model(
     assert stored["transactions_stored"] == 6000 and stored["labels_stored"] == 6000
     assert stored["dead_letters"] == 0 and stored["lag_after"] == 0 and stored["hours_touched"] == 4
 
-    # The sensor asks for exactly the four closed hours that received events.
+    # The sensor asks, in one backfill, for exactly the four closed hours that received events.
     with dg.build_sensor_context(instance=instance, resources=ml_resources) as context:
-        requested = stale_feature_hours(context).run_requests
-    assert sorted(r.partition_key for r in requested) == [
-        f"{DAY + timedelta(hours=h):%Y-%m-%d-%H:%M}" for h in range(4)
-    ]
-    for request in requested:
+        (backfill,) = stale_feature_hours(context).run_requests
+    requested = sorted(backfill.asset_graph_subset.partitions_subsets_by_asset_key[FEATURES_KEY].get_partition_keys())
+    assert requested == [f"{DAY + timedelta(hours=h):%Y-%m-%d-%H:%M}" for h in range(4)]
+    for partition_key in requested:
         assert flow.compute_hour(
             ml_resources,
             instance,
             dg.HourlyPartitionsDefinition(start_date="2026-01-01-00:00")
-            .time_window_for_partition_key(request.partition_key)
+            .time_window_for_partition_key(partition_key)
             .start,
         ).success
     with dg.build_sensor_context(instance=instance, resources=ml_resources) as context:

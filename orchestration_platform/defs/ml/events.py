@@ -23,8 +23,21 @@ class ConsumeConfig(dg.Config):
     max_messages: int = Field(default=500_000, gt=0, description="Most messages one run consumes.")
     chunk_size: int = Field(default=20_000, gt=0, description="Messages per PostgreSQL transaction.")
     max_seconds: float = Field(
-        default=60.0, gt=0, description="Once past the topic's end at start, stop after this long (a live "
-        "stream never goes idle; the next run continues from the stored offsets)."
+        default=60.0,
+        gt=0,
+        description="Once past the topic's end at start, stop after this long (a live "
+        "stream never goes idle; the next run continues from the stored offsets).",
+    )
+    consumer_index: int = Field(
+        default=0,
+        ge=0,
+        description="This run is consumer `consumer_index` of `consumers` (set by the lag sensor).",
+    )
+    consumers: int = Field(
+        default=1,
+        ge=1,
+        description="How many consumers split the topic; consumer i of N owns every N-th partition. The "
+        "default 1 takes every partition no other consumer is writing (a manual Materialize).",
     )
 
 
@@ -41,6 +54,9 @@ def payment_events(
 ) -> dg.MaterializeResult:
     """Consume a bounded batch of payment events into PostgreSQL, exactly once.
 
+    With ML_CONSUMERS=N the lag sensor starts N runs at a time, run i consuming every N-th partition of the
+    topic (a lock per partition in PostgreSQL: two runs never write the same partition).
+
     Tables `ml.transactions` and `ml.labels` get the valid events; `ml.dead_letters` gets malformed or
     schema-violating messages with the reason. Each chunk is committed together with the consumer
     offsets (`ml.consumer_offsets`), and a run starts from the offsets stored there, so a crash at any
@@ -56,10 +72,17 @@ def payment_events(
             f"{stats.dead_letters} dead letters"
         )
 
+    if config.consumer_index >= config.consumers:
+        raise dg.Failure(
+            f"consumer_index={config.consumer_index} with consumers={config.consumers}: the index must be "
+            f"0..{config.consumers - 1}"
+        )
     stats = consume_batch(
         postgres.url,
         kafka.consumer_config(CONSUMER_GROUP),
         topic,
+        consumer_index=config.consumer_index,
+        consumers=config.consumers,
         max_messages=config.max_messages,
         chunk_size=config.chunk_size,
         max_seconds=config.max_seconds,
@@ -68,6 +91,8 @@ def payment_events(
     return dg.MaterializeResult(
         metadata={
             "topic": topic,
+            "consumer": f"{config.consumer_index} of {config.consumers}",
+            "partitions": ", ".join(map(str, stats.partitions)) or "none free",
             "consumed": stats.consumed,
             "transactions_stored": stats.transactions,
             "labels_stored": stats.labels,

@@ -16,6 +16,13 @@ class KafkaResource(dg.ConfigurableResource):
     sasl_password: str = ""
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
+    consumers: int = Field(
+        default=1,
+        ge=1,
+        description="Parallel consumer runs of the events topic (ML_CONSUMERS; the chart's "
+        "`ml.consumers`): consumer i of N owns every N-th partition. More than the topic's partitions "
+        "leaves the extra consumers idle.",
+    )
 
     def client_config(self) -> dict:
         """librdkafka settings shared by consumers, producers and admin clients."""

@@ -3,6 +3,7 @@ training (a Pipes subprocess locally, a Kubernetes Job in prod) and the serving 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -14,10 +15,23 @@ from orchestration_platform.defs.ml.training_launcher import TrainingLauncher
 from orchestration_platform.settings import Deployment, get_settings
 
 
+def parallel_consumers() -> int:
+    """ML_CONSUMERS: how many consumer runs share the events topic (default 1)."""
+    raw = os.environ.get("ML_CONSUMERS", "").strip() or "1"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"ML_CONSUMERS={raw!r} is not a whole number >= 1: set it to the number of parallel consumer runs, "
+            "at most the events topic's partition count (e.g. 4)"
+        )
+    return int(raw)
+
+
 def ml_resources_for(deployment: Deployment) -> dict[str, Any]:
     settings = get_settings()
     common = {
-        "kafka": KafkaResource(bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS")),
+        "kafka": KafkaResource(
+            bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS"), consumers=parallel_consumers()
+        ),
         "model_registry": ModelRegistryResource(
             postgres_url=dg.EnvVar("POSTGRES_URL"), artifact_root=settings.mlflow_artifact_root
         ),
