@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,8 @@ import dagster as dg
 import psycopg
 
 from benchmarks.result import BenchResult, stopwatch
-from orchestration_platform.defs.api_etl.assets import build_api_etl_assets
+from orchestration_platform.components.api_endpoint_assets import build_api_etl_assets
+from orchestration_platform.defs.api_etl.sources import ApiSourcesResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.devstack.services import free_port, start_server_postgres
 from orchestration_platform.devstack.sources.json_api import synthetic_record
@@ -124,7 +124,8 @@ def bench_fan_out(server_url: str, sources_url: str) -> list[BenchResult]:
         database = _fresh_database(server_url)
         with stopwatch() as t:
             result = dg.materialize([assets], instance=instance,
-                                    resources={"postgres": PostgresResource(url=database)})
+                                    resources={"postgres": PostgresResource(url=database),
+                                               "api_sources": ApiSourcesResource(base_url=sources_url)})
         assert result.success and len(result.get_asset_materialization_events()) == ENDPOINTS
         times.append(t["seconds"])
     ours = min(times)
@@ -220,17 +221,11 @@ def run() -> list[BenchResult]:
     # Its own process, like a real remote API: it must not share this process's GIL with the client.
     sources = subprocess.Popen([sys.executable, "-c", SOURCES_SERVER, str(sources_port)], stdout=subprocess.PIPE,
                                text=True)
-    saved = os.environ.get("DEMO_SOURCES_URL")
     try:
         assert sources.stdout is not None and sources.stdout.readline().startswith("http://"), "sources server"
         sources_url = f"http://127.0.0.1:{sources_port}"
-        os.environ["DEMO_SOURCES_URL"] = sources_url  # the asset reads the sources URL from the settings
         return bench_fan_out(postgres.url, sources_url) + bench_million_rows(postgres.url, sources_url, workdir)
     finally:
-        if saved is None:
-            os.environ.pop("DEMO_SOURCES_URL", None)
-        else:
-            os.environ["DEMO_SOURCES_URL"] = saved
         sources.terminate()
         sources.wait(timeout=10)
         postgres.stop()
