@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test bench chart-test install system-deps lint clean help
+.PHONY: dev test bench chart-test install system-deps lint clean help kube-control-plane
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -25,14 +25,20 @@ system-deps: ## Debian packages the tests need (PostgreSQL server, Chromium); id
 dev: install ## Run the whole platform locally (embedded services + dagster dev); Ctrl-C stops it
 	$(BIN)/orchestration-platform dev up
 
-test: install system-deps ## Install everything, check the defs YAML (`dg check defs`), run the test suite
+test: install system-deps kube-control-plane ## Install everything, check the defs YAML (`dg check defs`), run the test suite
 	$(BIN)/dg check defs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install system-deps ## Run the benchmarks; results go to BENCHMARKS.md
 	$(BIN)/python -m benchmarks
 
-chart-test: install ## Lint, render and validate the Helm chart offline
+# kube-apiserver + kube-controller-manager for the `kubernetes` tests, built once (~15 min) into a cache
+# outside the repo; the script runs only when the pinned binaries are missing.
+KUBE_BIN := $(HOME)/.cache/orchestration-platform/kubernetes/v1.36.3/bin
+kube-control-plane:
+	@test -x $(KUBE_BIN)/kube-apiserver -a -x $(KUBE_BIN)/kube-controller-manager || bash scripts/install-kube-control-plane.sh
+
+chart-test: install kube-control-plane ## The Helm chart: offline checks, then on a real Kubernetes API server
 	bash scripts/install-helm.sh
 	$(BIN)/pytest orchestration_platform_tests/chart $(PYTEST_ARGS)
 

@@ -4,6 +4,9 @@ The session starts etcd, kube-apiserver and kube-controller-manager once (contro
 first run builds the binaries, ~15 min, then they are cached). Each test gets its own namespace
 that enforces the restricted Pod Security Standard. Pods are admitted and created but never run
 (no kubelet): played_node.py plays the node where a test needs a pod to finish.
+
+Your own cluster instead: OP_KUBERNETES_TESTS_USE_KUBECONFIG=1 KUBECONFIG=<cluster-admin kubeconfig>
+(docs/deploy.md); the tests that play the node are skipped there, since a real kubelet runs pods.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import pytest
 import yaml
 
 from orchestration_platform.settings import REPO_ROOT
-from orchestration_platform_tests.chart.cluster.control_plane import ControlPlane, start_control_plane
+from orchestration_platform_tests.chart.cluster.control_plane import (
+    ControlPlane,
+    connect,
+    external_kubeconfig,
+    start_control_plane,
+)
 from orchestration_platform_tests.chart.cluster.kube_api import KubeApi
 from orchestration_platform_tests.chart.conftest import CHART_DIR, RELEASE, VALUE_SETS
 
@@ -41,6 +49,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver + kube-controller-manager for the session; stopped by PID at the end."""
     suite_started = time.monotonic()
+    own_cluster = external_kubeconfig()
+    if own_cluster is not None:
+        yield connect(own_cluster, tmp_path_factory.mktemp("kube"))
+        return
     plane = start_control_plane(tmp_path_factory.mktemp("kube"))
     _timings["control_plane_start_s"] = round(plane.started_in_s, 2)
     try:
@@ -55,7 +67,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 @pytest.fixture(scope="session")
 def admin_api(control_plane: ControlPlane) -> KubeApi:
     """The API as cluster admin (group system:masters)."""
-    return KubeApi(control_plane.server, control_plane.admin_token, control_plane.ca_file)
+    return KubeApi(control_plane.server, control_plane.admin_token, control_plane.ca_file, control_plane.client_cert)
 
 
 @pytest.fixture

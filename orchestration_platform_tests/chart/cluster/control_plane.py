@@ -9,6 +9,7 @@ No kubelet and no container runtime run here: pods are created and admitted, nev
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -69,6 +70,8 @@ class ControlPlane:
     kubeconfig: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     started_in_s: float = 0.0
+    external: bool = False  # your own cluster (KUBECONFIG): nothing to start or stop
+    client_cert: tuple[Path, Path] | None = None
 
     def write_kubeconfig(self, path: Path, token: str, namespace: str = "default") -> Path:
         """A kubeconfig for this server authenticating with `token` (admin or a ServiceAccount's)."""
@@ -251,6 +254,45 @@ def start_control_plane(directory: Path, timeout: float = 90) -> ControlPlane:
 
 def external_kubeconfig() -> Path | None:
     """$KUBECONFIG when the tests should use your own cluster instead (OP_KUBERNETES_TESTS_USE_KUBECONFIG=1)."""
-    if os.environ.get("OP_KUBERNETES_TESTS_USE_KUBECONFIG") == "1" and os.environ.get("KUBECONFIG"):
-        return Path(os.environ["KUBECONFIG"])
-    return None
+    if os.environ.get("OP_KUBERNETES_TESTS_USE_KUBECONFIG") != "1":
+        return None
+    if not os.environ.get("KUBECONFIG"):
+        raise ControlPlaneError(
+            "OP_KUBERNETES_TESTS_USE_KUBECONFIG=1 needs KUBECONFIG=<path> of a cluster-admin kubeconfig"
+        )
+    return Path(os.environ["KUBECONFIG"]).expanduser()
+
+
+def connect(kubeconfig: Path, directory: Path) -> ControlPlane:
+    """Your own cluster, from the current context of `kubeconfig` (token or client certificate)."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    context_name = config.get("current-context")
+    context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def materialize(key: str, source: dict, name: str) -> Path | None:
+        if source.get(f"{key}-data"):
+            path = directory / name
+            path.write_bytes(base64.b64decode(source[f"{key}-data"]))
+            path.chmod(0o600)
+            return path
+        return Path(source[key]) if source.get(key) else None
+
+    ca_file = materialize("certificate-authority", cluster, "ca.crt")
+    if ca_file is None:
+        raise ControlPlaneError(f"{kubeconfig}: context {context_name!r} has no certificate-authority")
+    plane = ControlPlane(
+        directory=directory,
+        server=cluster["server"],
+        ca_file=ca_file,
+        admin_token=user.get("token", ""),
+        kubeconfig=kubeconfig,
+        external=True,
+    )
+    cert, key = materialize("client-certificate", user, "client.crt"), materialize("client-key", user, "client.key")
+    plane.client_cert = (cert, key) if cert and key else None
+    if not plane.admin_token and plane.client_cert is None:
+        raise ControlPlaneError(f"{kubeconfig}: user of {context_name!r} needs a token or a client certificate")
+    return plane

@@ -50,16 +50,14 @@ class KubeApiError(AssertionError):
 class KubeApi:
     """Bearer-token HTTPS requests to one API server (admin or a ServiceAccount's token)."""
 
-    def __init__(self, server: str, token: str, ca_file: Path) -> None:
+    def __init__(
+        self, server: str, token: str, ca_file: Path, client_cert: tuple[Path, Path] | None = None
+    ) -> None:
         self.server = server
         self.token = token
         self.context = ssl.create_default_context(cafile=str(ca_file))
-
-    @classmethod
-    def from_kubeconfig(cls, path: Path) -> KubeApi:
-        config = yaml.safe_load(path.read_text())
-        cluster = config["clusters"][0]["cluster"]
-        return cls(cluster["server"], config["users"][0]["user"]["token"], Path(cluster["certificate-authority"]))
+        if client_cert:
+            self.context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
 
     def request(
         self,
@@ -72,7 +70,8 @@ class KubeApi:
         url = self.server + path + ("?" + urllib.parse.urlencode(params) if params else "")
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Authorization", f"Bearer {self.token}")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", content_type)
