@@ -18,6 +18,7 @@ import dagster as dg
 from orchestration_platform.defs.api_etl.sources import ApiSourcesResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.defs.shared.retries import STEP_RETRY
+from orchestration_platform.defs.shared.run_limits import max_runtime_tags
 from orchestration_platform.defs.shared.trigger_rules import all_success, one_success
 from orchestration_platform.lib.api_etl.checks import (
     CHECK_KEY,
@@ -198,7 +199,8 @@ def build_api_etl_defs(config: EndpointsConfig, tables: list[DerivedTableConfig]
     """Every endpoint's asset, the derived tables, the `api_etl_job` and its (stopped) hourly schedule."""
     assets = [build_api_etl_assets(config, owners), *(build_derived_table_asset(t, owners) for t in tables or [])]
     job = dg.define_asset_job("api_etl_job", selection=dg.AssetSelection.keys(*assets[0].keys),
-                              description="Every API endpoint, extracted concurrently in one step.")
+                              description="Every API endpoint, extracted concurrently in one step.",
+                              run_tags=max_runtime_tags("api_etl_job"))
     schedules = [dg.ScheduleDefinition(name="api_etl_hourly", job=job, cron_schedule=schedule,
                                        default_status=dg.DefaultScheduleStatus.STOPPED)] if schedule else []
     return dg.Definitions(assets=assets, jobs=[job], schedules=schedules)

@@ -11,6 +11,7 @@ import dagster as dg
 
 from orchestration_platform.defs.ingestion.dataset_assets import cleaned_key
 from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
+from orchestration_platform.defs.shared.run_limits import max_runtime_tags
 from orchestration_platform.lib.ingestion.dataset import DatasetSpec
 
 
@@ -111,6 +112,7 @@ def build_job_and_schedule(spec: DatasetSpec, partitions: dg.PartitionsDefinitio
         # the steps run one after another anyway: one process saves a process start per step
         executor_def=dg.in_process_executor,
         description=f"Download, clean and check {spec.name} for one {spec.partitions.cadence} partition (or a range).",
+        run_tags=max_runtime_tags(f"{spec.name}_ingestion"),
     )
     delay = spec.partitions.delay()
     hours, minutes = divmod(delay.seconds // 60, 60)

@@ -7,6 +7,7 @@ from orchestration_platform.defs.ml.approval import APPROVAL_KEY
 from orchestration_platform.defs.ml.registry import ModelRegistryResource
 from orchestration_platform.defs.ml.serving_client import ServingEndpointResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
+from orchestration_platform.defs.shared.run_limits import max_runtime_tags
 
 
 class DeployConfig(dg.Config):
@@ -60,4 +61,5 @@ deploy_approved_model = dg.define_asset_job(
     "deploy_approved_model",
     selection=[served_model],
     description="Switch serving to an approved model version (started by the approval sensor).",
+    run_tags=max_runtime_tags("deploy_approved_model"),
 )

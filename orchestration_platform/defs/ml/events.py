@@ -5,6 +5,7 @@ from pydantic import Field
 
 from orchestration_platform.defs.ml.kafka import KafkaResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
+from orchestration_platform.defs.shared.run_limits import max_runtime_tags
 from orchestration_platform.settings import get_settings
 
 CONSUMER_GROUP = "ml-events-store"
@@ -110,4 +111,5 @@ consume_payment_events = dg.define_asset_job(
     "consume_payment_events",
     selection=[payment_events],
     description="Consume a bounded batch of payment events from Kafka into PostgreSQL.",
+    run_tags=max_runtime_tags("consume_payment_events"),
 )

@@ -6,6 +6,7 @@ import dagster as dg
 
 from orchestration_platform.defs.ml.events import payment_events
 from orchestration_platform.defs.shared.postgres import PostgresResource
+from orchestration_platform.defs.shared.run_limits import max_runtime_tags
 from orchestration_platform.settings import get_settings
 
 FEATURES_KEY = dg.AssetKey(["ml", "transaction_features"])
@@ -112,4 +113,5 @@ compute_transaction_features = dg.define_asset_job(
     selection=[transaction_features],
     partitions_def=hourly_partitions,
     description="Compute (or recompute) hourly transaction features.",
+    run_tags=max_runtime_tags("compute_transaction_features"),
 )

@@ -8,6 +8,7 @@ from pydantic import Field
 from orchestration_platform.defs.ml.features import transaction_features
 from orchestration_platform.defs.ml.registry import ModelRegistryResource
 from orchestration_platform.defs.ml.training_launcher import TrainingLauncher
+from orchestration_platform.defs.shared.run_limits import max_runtime_tags
 
 CANDIDATE_KEY = dg.AssetKey(["ml", "candidate_model"])
 
@@ -89,4 +90,5 @@ train_candidate_model = dg.define_asset_job(
     selection=dg.AssetSelection.assets(CANDIDATE_KEY, dg.AssetKey(["ml", "model_approval_request"])),
     description="Train a candidate on recent features, evaluate it against the served model, and offer "
     "it for approval if it is no worse.",
+    run_tags=max_runtime_tags("train_candidate_model"),
 )
