@@ -70,6 +70,8 @@ class RawFileConfig(dg.Config):
     attempts: int = Field(default=4, description="Download attempts per file (transient errors are retried)")
     backoff_s: float = Field(default=0.5, description="First wait between attempts; doubles each time")
     timeout_s: float = Field(default=30.0, description="Longest silence between reads, seconds")
+    deadline_s: float = Field(default=600.0, description="Longest time for one whole file (connect to last byte), seconds")
+    max_response_bytes: int = Field(default=1 << 30, description="Largest file, as received and as inflated, bytes")
     step_retries: int = Field(default=2, description="Whole-step retries after the attempts run out (transient only)")
     step_retry_wait_s: float = Field(default=30.0, description="Wait before a whole-step retry, seconds")
 
@@ -145,7 +147,8 @@ def build_raw_asset(spec: DatasetSpec, partitions: dg.PartitionsDefinition) -> d
                    else spec.url_for(partition))
             return download_csv(url, ingestion_files.raw_file(spec.name, partition), attempts=config.attempts,
                                 backoff_s=config.backoff_s, timeout_s=config.timeout_s, on_retry=on_retry,
-                                headers=headers or None)
+                                headers=headers or None, deadline_s=config.deadline_s,
+                                max_response_bytes=config.max_response_bytes)
 
         files, failures = {}, {}
         with ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(keys))) as pool:
