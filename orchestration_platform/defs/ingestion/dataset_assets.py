@@ -129,7 +129,11 @@ def build_raw_asset(spec: DatasetSpec, partitions: dg.PartitionsDefinition) -> d
     def raw_asset(context: dg.AssetExecutionContext, config: RawFileConfig,
                   ingestion_files: IngestionFilesResource) -> dg.MaterializeResult:
         from orchestration_platform.lib.ingestion.dataset import DatasetConfigError
-        from orchestration_platform.lib.ingestion.download import DownloadError, TransientDownloadError, download_csv
+        from orchestration_platform.lib.ingestion.download import (
+            DownloadError,
+            TransientDownloadError,
+            download_csv,
+        )
 
         keys = context.partition_keys
         if config.landed_file and len(keys) != 1:

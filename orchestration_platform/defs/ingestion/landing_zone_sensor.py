@@ -44,7 +44,7 @@ def _partition_problem(spec: DatasetSpec, partitions: dg.TimeWindowPartitionsDef
     last = min(now, partitions.end) if partitions.end else now
     try:
         moment = partitions.time_window_for_partition_key(key).start
-    except Exception:  # noqa: BLE001 - any unparseable key is reported, not raised
+    except Exception:
         return f"names partition {key!r}, which {spec.name} does not have"
     if not first <= moment <= last:
         return f"names day {key}, outside the ingested days {first.date()} to {last.date()}"
