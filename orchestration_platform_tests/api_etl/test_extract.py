@@ -162,3 +162,42 @@ def test_demo_server_serves_100_slow_requests_together(sources_url: str):
 
     assert asyncio.run(go()) < 5.0  # one after another they would take 100 s
 
+
+
+def test_read_limits_are_set_per_endpoint_over_the_defaults(sources_url: str):
+    """One endpoint's own cap fails only that endpoint, by name, without retrying; the others keep the defaults."""
+    config = make_config({**synthetic("small_cap", records=200), "max_response_bytes": 1000}, synthetic("roomy", records=200))
+    small, roomy = config.endpoints
+
+    async def go() -> tuple[ExtractError | ExtractResult, ExtractResult]:
+        async with Extractor(config.defaults, sources_url, environ={}) as extractor:
+            assert extractor.limits(small).max_response_bytes == 1000
+            assert extractor.limits(roomy).max_response_bytes == config.defaults.max_response_bytes == 256 * 2**20
+            try:
+                failed = await extractor.extract(small)
+            except ExtractError as error:
+                failed = error
+            return failed, await extractor.extract(roomy)
+
+    failed, result = asyncio.run(go())
+    assert isinstance(failed, ExtractError) and failed.kind == "too_large"
+    assert str(failed).startswith("endpoint 'small_cap': response exceeded max_response_bytes=1000 ")
+    assert "fix: paginate the endpoint or raise max_response_bytes" in str(failed) and "attempts" not in str(failed)
+    assert len(result.records) == 200
+
+
+def test_a_deadline_shorter_than_the_answer_fails_the_endpoint_after_its_attempts(sources_url: str):
+    config = make_config({**synthetic("slowpoke", records=5, latency_ms=1500), "deadline_s": 0.3}, max_attempts=2)
+    started = time.perf_counter()
+    error = failure(config, sources_url)
+    assert error.kind == "deadline"
+    assert str(error).startswith("endpoint 'slowpoke': gave up after 2 attempts: no complete answer within "
+                                 "deadline_s=0.3s")
+    assert time.perf_counter() - started < 5  # 2 x 0.3 s + backoff, never the 1.5 s latency twice
+
+
+def test_bad_limits_in_the_config_name_the_endpoint_and_the_field():
+    from orchestration_platform.lib.api_etl.endpoint_config import EndpointConfigError
+
+    with pytest.raises(EndpointConfigError, match=r"endpoint 'x', field 'deadline_s': value 0: Input should be greater"):
+        make_config({**synthetic("x"), "deadline_s": 0})

@@ -6,6 +6,8 @@ Every path takes `as=json` (default) or `as=csv`, which picks the content type a
 | path                | what it does                                                                    |
 |---------------------|---------------------------------------------------------------------------------|
 | /ok                 | a small, valid answer                                                           |
+| /compressed         | a valid answer, `enc=gzip` (two gzip members), `deflate` or `raw_deflate`       |
+| /needs_auth         | 401 unless `Authorization: Bearer hdr-secret`, then a valid answer              |
 | /trickle            | headers at once, then one body byte every `interval` s (default 0.5), for ever   |
 | /trickle_headers    | the status line, then one header byte every `interval` s, for ever              |
 | /endless            | a body that never ends (no Content-Length, 1 MiB writes)                        |
@@ -57,13 +59,33 @@ async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
     await writer.drain()
 
 
-async def _respond(path: str, query: dict[str, str], writer: asyncio.StreamWriter) -> None:
+def _compressed(body: bytes, encoding: str) -> tuple[bytes, str]:
+    if encoding == "gzip":  # two members, as concatenated gzip files are
+        half = len(body) // 2
+        return zlib.compress(body[:half], wbits=31) + zlib.compress(body[half:], wbits=31), "gzip"
+    return zlib.compress(body, wbits=15 if encoding == "deflate" else -15), "deflate"
+
+
+async def _respond(path: str, query: dict[str, str], writer: asyncio.StreamWriter,
+                   headers: dict[str, str] | None = None) -> None:
     csv = query.get("as") == "csv"
     interval = float(query.get("interval", "0.5"))
     close = {"Connection": "close"}
     if path == "/ok":
         body = CSV_HEADER + CSV_ROW if csv else b'{"data": [{"id": 1, "name": "x"}]}'
         await _send(writer, _head("200 OK", {"Content-Type": _kind(csv), "Content-Length": str(len(body))}) + body)
+    elif path == "/compressed":
+        rows = b"".join(b"%d,north,2026-04-02,%d\n" % (i, i) for i in range(5000))
+        json_rows = b", ".join(b'{"id": %d, "name": "n%d"}' % (i, i) for i in range(5000))
+        body, encoding = _compressed(CSV_HEADER + rows if csv else b'{"data": [' + json_rows + b"]}",
+                                     query.get("enc", "gzip"))
+        await _send(writer, _head("200 OK", {"Content-Type": _kind(csv), "Content-Encoding": encoding,
+                                             "Content-Length": str(len(body))}) + body)
+    elif path == "/needs_auth":
+        if (headers or {}).get("authorization") != "Bearer hdr-secret":
+            await _send(writer, _head("401 Unauthorized", {"Content-Length": "0"}))
+        else:
+            await _respond("/ok", query, writer)
     elif path == "/trickle":
         await _send(writer, _head("200 OK", {"Content-Type": _kind(csv), "Content-Length": "1000000", **close}))
         start, _ = _stream(csv)
@@ -143,10 +165,12 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         async with asyncio.timeout(MAX_CONNECTION_S):
             while True:  # keep-alive: several requests may come on one connection
                 head = await reader.readuntil(b"\r\n\r\n")
-                target = head.split(b" ", 2)[1].decode()
+                lines = head.decode("latin-1").split("\r\n")
+                target = lines[0].split(" ", 2)[1]
+                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 parts = urlsplit(target)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                await _respond(parts.path, query, writer)
+                await _respond(parts.path, query, writer, headers)
                 if writer.is_closing():
                     return
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, IndexError):

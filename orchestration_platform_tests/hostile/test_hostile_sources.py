@@ -8,17 +8,21 @@ permanent, within the deadline (+ slack) and without memory growing with what th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from orchestration_platform.lib.api_etl.extract import Extractor
 from orchestration_platform.lib.http import ReadLimits, json_depth_exceeds, parse_json, shown_url
 from orchestration_platform.lib.ingestion.download import DownloadError, download_csv
+from orchestration_platform_tests.api_etl.conftest import make_config
 from orchestration_platform_tests.hostile.server import HostileServer
 
 DEADLINE_S = 2.0
@@ -156,10 +160,34 @@ def test_urls_in_messages_hide_passwords_and_token_params() -> None:
 def test_the_hostile_server_really_misbehaves(hostile: str) -> None:
     """The cases are real: a plain httpx client (per-read timeout only) is still reading after the deadline."""
     with httpx.Client(timeout=DEADLINE_S) as client, client.stream("GET", f"{hostile}/trickle") as response:
-        import time
-
         started = time.monotonic()
         for _ in response.iter_raw(1):
             if time.monotonic() - started > DEADLINE_S + 1:
                 break
         assert time.monotonic() - started > DEADLINE_S + 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw_deflate"])
+def test_compressed_answers_are_inflated_intact(encoding: str, hostile: str, tmp_path: Path) -> None:
+    """The bounded inflater is a faithful one: multi-member gzip, zlib-wrapped and raw deflate."""
+    download_csv(f"{hostile}/compressed?as=csv&enc={encoding}", tmp_path / "d.csv")
+    lines = (tmp_path / "d.csv").read_bytes().splitlines()
+    assert len(lines) == 5001 and lines[-1] == b"4999,north,2026-04-02,4999"
+
+    config = make_config({"name": "packed", "url": f"{hostile}/compressed?enc={encoding}", "records_path": "data",
+                          "primary_key": ["id"], "columns": {"id": "integer", "name": "text"}})
+
+    async def go():
+        async with Extractor(config.defaults, hostile, environ={}) as extractor:
+            return await extractor.extract(config.endpoints[0])
+
+    records = asyncio.run(go()).records
+    assert [r["id"] for r in records] == list(range(5000))
+
+
+def test_csv_download_sends_the_given_headers(hostile: str, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="HTTP 401"):
+        download_csv(f"{hostile}/needs_auth?as=csv", tmp_path / "d.csv")
+    got = download_csv(f"{hostile}/needs_auth?as=csv", tmp_path / "d.csv",
+                       headers={"Authorization": "Bearer hdr-secret"})
+    assert got.size_bytes > 0 and (tmp_path / "d.csv").read_bytes().startswith(b"report_id,")
