@@ -14,6 +14,7 @@ import heapq
 import json
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -129,9 +130,23 @@ def _producer(bootstrap_servers: str, extra: dict | None = None):
     )
 
 
-def ensure_topic(bootstrap_servers: str, topic: str, partitions: int = 1, extra: dict | None = None) -> None:
-    """Create `topic` if it does not exist (the broker may not auto-create)."""
+def topic_partitions_from_env() -> int:
+    """ML_EVENTS_PARTITIONS: partitions of the events topic the dev stack creates (default 1)."""
+    raw = os.environ.get("ML_EVENTS_PARTITIONS", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 1024:
+        raise ValueError(
+            f"ML_EVENTS_PARTITIONS={raw!r}: use a whole number of partitions from 1 to 1024 (e.g. 4)"
+        )
+    return int(raw)
+
+
+def ensure_topic(
+    bootstrap_servers: str, topic: str, partitions: int | None = None, extra: dict | None = None
+) -> None:
+    """Create `topic` if it does not exist (the broker may not auto-create); partitions: ML_EVENTS_PARTITIONS."""
     from confluent_kafka.admin import AdminClient, NewTopic
+
+    partitions = partitions or topic_partitions_from_env()
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(extra or {})})
     if topic in admin.list_topics(timeout=10).topics:
