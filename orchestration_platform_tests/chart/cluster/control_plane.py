@@ -228,6 +228,7 @@ def start_control_plane(directory: Path, timeout: float = 90) -> ControlPlane:
                 f"--service-account-private-key-file={sa_key}",
                 f"--root-ca-file={plane.ca_file}",
                 "--leader-elect=false",
+                "--horizontal-pod-autoscaler-sync-period=2s",  # the HPA test waits for one sync
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 f"--cert-dir={directory / 'controller-manager-pki'}",
