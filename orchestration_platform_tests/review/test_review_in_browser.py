@@ -53,7 +53,7 @@ def _deployments(instance, resources) -> dg.SensorResult:
         return approved_model_deployments(context)
 
 
-def _decide_in_browser(browser, url: str, user: str, version: str, button: str, comment: str):
+def _decide_in_browser(browser, url: str, user: str, version: str, button: str, comment: str, screenshot=None):
     from playwright.sync_api import expect
 
     context = browser.new_context(http_credentials={"username": user, "password": USERS[user][0]})
@@ -63,6 +63,8 @@ def _decide_in_browser(browser, url: str, user: str, version: str, button: str, 
         card = page.locator(f"#fraud_detector-{version}")
         expect(card).to_be_visible(timeout=30_000)
         shown = card.inner_text() + card.inner_html()
+        if screenshot:
+            page.screenshot(path=str(screenshot), full_page=True)
         card.get_by_label("Comment").fill(comment)
         card.get_by_role("button", name=button).click()
         status = page.get_by_role("status")
@@ -110,14 +112,9 @@ def test_approve_and_reject_on_the_review_page_then_the_sensor_deploys_or_refuse
             assert second.success
             v2 = flow.candidate_version(second)
             rejected, card = _decide_in_browser(browser, _Webhook.received[-1]["review_url"], "bob", v2, "Reject",
-                                                "no new data since the last version")  # fmt: skip
+                                                "no new data since the last version", SCREENSHOT)  # fmt: skip
             assert f"Version {v2} is rejected (by bob)" in rejected
             assert f"served v{v1} ROC AUC" in card and "<svg" in card and "asked by" in card
-            context = browser.new_context(http_credentials={"username": "alice", "password": "alice-pw"})
-            page = context.new_page()
-            page.goto(signin_proxy.url)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-            context.close()
         finally:
             browser.close()
     assert _deployments(instance, resources).run_requests == []
