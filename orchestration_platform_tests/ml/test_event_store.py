@@ -170,3 +170,54 @@ def test_a_batch_ends_under_a_live_stream_and_the_next_one_continues(kafka_boots
     total, distinct, _ = _stored(ml_env["postgres_url"])
     assert rest.consumed > 0 and rest.dead_letters == 0
     assert first.consumed + rest.consumed == total == distinct  # every event stored once, none lost
+
+
+def test_stored_rows_are_exactly_the_events_sent_whatever_their_characters(kafka_bootstrap, ml_env):
+    """The COPY rows are written from one JSON encode when no value needs escaping, by the csv module
+    otherwise: both give back exactly the values sent (quotes, commas, `],[`, backslashes, newlines,
+    non-ASCII, offsets that are not whole hours)."""
+    from datetime import datetime
+
+    plain = generate_events(50, DAY, DAY + timedelta(hours=1), seed=12)
+    tricky_ids = ['card "quoted"', "a,b", "tx],[y", "back\\slash", "two\nlines", "ünïcödé €", "x" * 64]
+    tricky = [
+        dict(
+            plain[i],
+            event_id=f"ev-tricky-{i}",
+            transaction_id=f"tx-tricky-{i}",
+            card_id=value,
+            merchant_id=value,
+        )
+        for i, value in enumerate(tricky_ids)
+    ]
+    offset = dict(plain[10], event_id="ev-offset", transaction_id="tx-offset",
+                  occurred_at="2026-03-02T05:45:30.123456+05:30", amount=0.01)  # fmt: skip
+    config = consumer_config(kafka_bootstrap, "characters-test", FAST_GROUP)
+    produce_events(kafka_bootstrap, ml_env["topic"], plain)  # a chunk on the fast path
+    consume_batch(ml_env["postgres_url"], config, ml_env["topic"])
+    produce_events(kafka_bootstrap, ml_env["topic"], [*tricky, offset])  # a chunk on the fallback path
+    stats = consume_batch(ml_env["postgres_url"], config, ml_env["topic"])
+    assert stats.dead_letters == 0 and stats.transactions == len(tricky) + 1
+    with psycopg.connect(ml_env["postgres_url"]) as conn:
+        stored = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT event_id, transaction_id, occurred_at, card_id, merchant_id, merchant_category, amount, "
+                "currency, card_country, merchant_country, channel FROM ml.transactions"
+            )
+        }
+        labels = {
+            row[0]: row[1:]
+            for row in conn.execute("SELECT event_id, transaction_id, is_fraud FROM ml.labels")
+        }
+    for event in [*plain, *tricky, offset]:
+        if event["schema"] != "payments.transaction/v1":
+            assert labels[event["event_id"]] == (event["transaction_id"], event["is_fraud"])
+            continue
+        row = stored[event["event_id"]]
+        sent = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
+        assert row[1] == sent  # the same instant
+        assert (row[0], *row[2:]) == (
+            event["transaction_id"], event["card_id"], event["merchant_id"], event["merchant_category"],
+            event["amount"], event["currency"], event["card_country"], event["merchant_country"], event["channel"],
+        )  # fmt: skip
