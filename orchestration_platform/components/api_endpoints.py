@@ -22,7 +22,7 @@ Invalid YAML fails the load naming the endpoint (or table), the field, the value
 # No `from __future__ import annotations`: Dagster inspects the `context` annotations at runtime.
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import dagster as dg
 import yaml
@@ -36,6 +36,24 @@ from orchestration_platform.lib.api_etl.endpoint_config import (
 )
 
 
+def _render_templates(context: dg.ResolutionContext, value: Any) -> Any:
+    """Render only the strings that hold a `{{ ... }}` template; every other value is kept as written.
+
+    Dagster's default resolution compiles every string of the YAML as a Jinja template (~1 ms each: 100
+    endpoints have ~2,000 strings) and turns strings such as "0.5" into numbers; this keeps both apart.
+    """
+    if isinstance(value, str):
+        return context.resolve_value(value) if "{{" in value or "{%" in value else value
+    if isinstance(value, dict):
+        return {key: _render_templates(context, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_render_templates(context, item) for item in value]
+    return value
+
+
+TEMPLATES_ONLY = dg.Resolver(_render_templates)
+
+
 class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):
     """JSON API endpoints published to PostgreSQL (write-audit-publish), plus SQL tables derived from them."""
 
@@ -45,9 +63,9 @@ class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):
         "inline lists. Relative paths are relative to this defs.yaml's folder. Per deployment: "
         "\"{{ env('API_ENDPOINTS_CONFIG', '') }}\".",
     )
-    defaults: dict[str, Any] = Field(default_factory=dict, description="concurrency, rate limit, timeouts, retries")
-    endpoints: list[dict[str, Any]] = Field(default_factory=list, description="one entry per endpoint (see README)")
-    tables: list[dict[str, Any]] = Field(default_factory=list, description="SQL tables built from endpoint tables")
+    defaults: Annotated[dict[str, Any], TEMPLATES_ONLY] = Field(default_factory=dict, description="concurrency, rate limit, timeouts, retries")
+    endpoints: Annotated[list[dict[str, Any]], TEMPLATES_ONLY] = Field(default_factory=list, description="one entry per endpoint (see README)")
+    tables: Annotated[list[dict[str, Any]], TEMPLATES_ONLY] = Field(default_factory=list, description="SQL tables built from endpoint tables")
     owners: list[str] = Field(default_factory=list, description="owners of every endpoint and table: emails or "
                               "`team:<name>` (shown in the UI, used to route alerts)")
     schedule: str | None = Field(default="0 * * * *", description="cron of the `api_etl_hourly` schedule "
@@ -85,6 +103,7 @@ def _read_yaml(path: Path) -> Any:
             "in defs/api_etl/endpoints/defs.yaml) at a YAML file, see docs/api_endpoints.example.yaml"
         )
     try:
-        return yaml.safe_load(path.read_text())
+        # libyaml's parser when present: ~5x faster than the pure-Python one on a file of 100 endpoints.
+        return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as error:
         raise EndpointConfigError(f"endpoints file {str(path)!r} is not valid YAML: {error}") from None

@@ -167,3 +167,13 @@ def test_a_missing_or_broken_endpoints_file_fails_the_load_with_the_fix(tmp_path
     assert "broken.yaml' is not valid YAML" in load_error({"endpoints_file": str(broken)})
     broken.write_text("- just a list\n")
     assert "expected a mapping with an `endpoints:` list" in load_error({"endpoints_file": str(broken)})
+
+
+def test_templates_inside_endpoints_are_rendered_and_other_strings_kept_as_written(monkeypatch):
+    monkeypatch.setenv("ORDERS_API", "https://shop.example.com")
+    endpoint = {**ORDERS, "url": "{{ env('ORDERS_API') }}/v1/orders", "params": {"version": "2.0", "page": 1}}
+    with loaded({"endpoints": [endpoint]}) as (component, _):
+        config, _ = component.load_config("defs.yaml")
+    [orders] = config.endpoints
+    assert orders.url == "https://shop.example.com/v1/orders"
+    assert orders.params == {"version": "2.0", "page": 1}  # "2.0" stays the string the API expects
