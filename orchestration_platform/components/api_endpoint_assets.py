@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from pydantic import Field
 
 from orchestration_platform.defs.api_etl.sources import ApiSourcesResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
@@ -111,9 +112,17 @@ def _materialization_metadata(run: "EndpointRun") -> dict[str, object]:
     }
 
 
+class ApiEndpointsRunConfig(dg.Config):
+    """Run config of the `api_endpoints` step (Launchpad, or `dg.RunConfig(ops={"api_endpoints": ...})`)."""
+
+    full_refresh: bool = Field(default=False, description="re-read incremental endpoints from the start "
+                               "(no `updated_since`); every record is upserted by primary key")
+
+
 def build_api_etl_assets(config: EndpointsConfig, owners: list[str] | None = None) -> dg.AssetsDefinition:
     """The multi-asset for every endpoint in `config`; any subset can be materialized."""
     by_key = {endpoint_key(e.name): e for e in config.endpoints}
+    endpoints_config = config  # `config` inside the asset is its run config
 
     @dg.multi_asset(
         name="api_endpoints",
@@ -123,7 +132,8 @@ def build_api_etl_assets(config: EndpointsConfig, owners: list[str] | None = Non
         pool="api_etl",
         retry_policy=STEP_RETRY,
     )
-    def api_endpoints(context: dg.AssetExecutionContext, postgres: PostgresResource, api_sources: ApiSourcesResource):
+    def api_endpoints(context: dg.AssetExecutionContext, config: ApiEndpointsRunConfig, postgres: PostgresResource,
+                      api_sources: ApiSourcesResource):
         """Extract the selected endpoints concurrently, then write-audit-publish each into PostgreSQL."""
         selected = [by_key[key] for key in by_key if key in context.selected_asset_keys]
         selected_checks = context.selected_asset_check_keys
@@ -132,11 +142,12 @@ def build_api_etl_assets(config: EndpointsConfig, owners: list[str] | None = Non
         from orchestration_platform.lib.api_etl.pipeline import run_endpoints
 
         runs = run_endpoints(
-            config, selected,
+            endpoints_config, selected,
             base_url=api_sources.base_url,
             connect=lambda: postgres.connect(autocommit=True),
             load_id=context.run_id or uuid.uuid4().hex,
             progress=context.log.info,
+            full_refresh=config.full_refresh,
         )
         for run in runs:
             key = endpoint_key(run.endpoint)

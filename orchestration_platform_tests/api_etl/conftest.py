@@ -82,11 +82,11 @@ def run_pipeline(use_fresh_database: str, sources_url: str) -> Callable[..., dic
 def materialize(use_fresh_database: str, sources_url: str) -> Callable[..., dg.ExecuteInProcessResult]:
     """Materialize a config's assets with Dagster (in process) against the fresh database."""
 
-    def run(config: EndpointsConfig, only: list[str] | None = None,
-            instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    def run(config: EndpointsConfig, only: list[str] | None = None, instance: dg.DagsterInstance | None = None,
+            run_config: dg.RunConfig | None = None) -> dg.ExecuteInProcessResult:
         assets = build_api_etl_assets(config)
         selection = [dg.AssetKey(["api", n]) for n in only] if only else None
-        return dg.materialize([assets], selection=selection, raise_on_error=False, instance=instance,
+        return dg.materialize([assets], selection=selection, raise_on_error=False, instance=instance, run_config=run_config,
                               resources={"postgres": PostgresResource(url=use_fresh_database),
                                          "api_sources": ApiSourcesResource(base_url=sources_url)})
 

@@ -154,6 +154,19 @@ def test_incremental_endpoint_upserts_by_primary_key(materialize, query):
     assert query("SELECT * FROM api.customers WHERE id % 10 <> 0 AND id <= 300 ORDER BY id") == untouched
 
 
+def test_a_full_refresh_rereads_an_incremental_endpoint_from_the_start(materialize, query):
+    from orchestration_platform.components.api_endpoint_assets import ApiEndpointsRunConfig
+
+    incremental = {**CUSTOMERS, "incremental": {"field": "updated_at"}}
+    assert materialize(make_config({**incremental, "params": {"version": 1}})).success
+    full = dg.RunConfig(ops={"api_endpoints": ApiEndpointsRunConfig(full_refresh=True)})
+    result = materialize(make_config({**incremental, "params": {"version": 2}}), run_config=full)
+    assert result.success
+    metadata = materialized(result)["customers"]
+    assert metadata["rows_loaded"].value == 320  # every record, not only the 50 changed since the watermark
+    assert query("SELECT count(*), count(*) FILTER (WHERE tier = 'gold-v2') FROM api.customers") == [(320, 32)]
+
+
 def test_subset_materializes_only_the_selected_endpoints(materialize, query):
     result = materialize(make_config(ORDERS, PRODUCTS), only=["products"])
     assert result.success and set(materialized(result)) == {"products"}

@@ -60,19 +60,21 @@ class EndpointRun:
 async def run_endpoints_async(config: EndpointsConfig, endpoints: list[EndpointConfig], *, base_url: str,
                               connect: Connector, load_id: str, progress: Progress | None = None,
                               environ: Mapping[str, str] | None = None,
-                              before_publish: Callable[[str], None] | None = None) -> list[EndpointRun]:
+                              before_publish: Callable[[str], None] | None = None,
+                              full_refresh: bool = False) -> list[EndpointRun]:
+    """Extract, transform and publish `endpoints`; `full_refresh` re-reads incremental endpoints from the start."""
     say = progress or (lambda message: None)
     connections = ReusedConnections(connect)
     try:
         return await _run(config, endpoints, base_url=base_url, connect=connections, load_id=load_id, say=say,
-                          environ=environ, before_publish=before_publish)
+                          environ=environ, before_publish=before_publish, full_refresh=full_refresh)
     finally:
         await asyncio.to_thread(connections.close)
 
 
 async def _run(config: EndpointsConfig, endpoints: list[EndpointConfig], *, base_url: str, connect: Connector,
                load_id: str, say: Progress, environ: Mapping[str, str] | None,
-               before_publish: Callable[[str], None] | None) -> list[EndpointRun]:
+               before_publish: Callable[[str], None] | None, full_refresh: bool) -> list[EndpointRun]:
     await asyncio.to_thread(prepare_database, connect)
     database_slots = asyncio.Semaphore(config.defaults.database_concurrency)
     done = 0
@@ -88,7 +90,8 @@ async def _run(config: EndpointsConfig, endpoints: list[EndpointConfig], *, base
             run = EndpointRun(endpoint.name)
             started = time.perf_counter()
             try:
-                since = await asyncio.to_thread(latest_watermark, connect, endpoint) if endpoint.incremental else None
+                incremental = endpoint.incremental and not full_refresh
+                since = await asyncio.to_thread(latest_watermark, connect, endpoint) if incremental else None
                 run.extract = await extractor.extract(endpoint, since=since)
                 async with database_slots:
                     run.load = await asyncio.to_thread(_transform_and_load, connect, endpoint, run.extract, load_id,
