@@ -103,6 +103,8 @@ def payment_events(
             "lag_after": stats.lag,
             "hours_touched": len(stats.hours),
             "seconds": round(stats.seconds, 3),
+            "validate_seconds": round(stats.validate_seconds, 3),
+            "postgres_seconds": round(stats.store_seconds, 3),
         }
     )
 

@@ -14,6 +14,7 @@ import io
 import operator
 import queue
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,11 @@ class BatchStats:
     dead_letters: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    # Where the time went: validating + building COPY rows (consumer thread), storing chunks in PostgreSQL
+    # (writer thread, overlapped), and the consumer thread waiting for the writer.
+    validate_seconds: float = 0.0
+    store_seconds: float = 0.0
+    wait_seconds: float = 0.0
     lag: int = 0
     owned: list[int] = field(default_factory=list)  # the partitions this consumer owns (i of N)
     partitions: list[int] = field(default_factory=list)  # of those, the ones it held (others were busy)
@@ -118,7 +124,17 @@ def _csv(events: Iterable, topic: str, partitions: Iterable[int], offsets: Itera
     return buffer.getvalue().encode()
 
 
-def validate_chunk(topic: str, messages: list, next_offsets: dict[int, int]) -> Chunk:
+def validate_chunk(
+    topic: str, messages: list, next_offsets: dict[int, int], stats: BatchStats | None = None
+) -> Chunk:
+    started = time.perf_counter()
+    chunk = _validate_chunk(topic, messages, next_offsets)
+    if stats is not None:
+        stats.validate_seconds += time.perf_counter() - started
+    return chunk
+
+
+def _validate_chunk(topic: str, messages: list, next_offsets: dict[int, int]) -> Chunk:
     values = [m.value() for m in messages]
     partitions = list(map(Message.partition, messages))
     offsets = list(map(Message.offset, messages))
@@ -175,6 +191,7 @@ def validate_chunk(topic: str, messages: list, next_offsets: dict[int, int]) -> 
 
 
 def write_chunk(conn: psycopg.Connection, group: str, topic: str, chunk: Chunk, stats: BatchStats) -> None:
+    started = time.perf_counter()
     hours: set[datetime] = set()
     with conn.transaction():
         cursor = conn.cursor()
@@ -212,6 +229,7 @@ def write_chunk(conn: psycopg.Connection, group: str, topic: str, chunk: Chunk, 
         kind = row[5].split(":")[0]
         stats.dead_letter_reasons[kind] = stats.dead_letter_reasons.get(kind, 0) + 1
     stats.chunks += 1
+    stats.store_seconds += time.perf_counter() - started
 
 
 class ChunkWriter:
@@ -239,7 +257,9 @@ class ChunkWriter:
     def put(self, chunk: Chunk) -> None:
         if self._error is not None:
             raise self._error
+        started = time.perf_counter()
         self._queue.put(chunk)
+        self._stats.wait_seconds += time.perf_counter() - started
 
     def abort(self) -> None:
         """Stop after the chunk being written (if any); chunks not yet written are dropped, offsets with them."""

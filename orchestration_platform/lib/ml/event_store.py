@@ -311,10 +311,10 @@ def _consume_partitions(
             pending.extend(batch)
             stats.consumed += len(batch)
             if len(pending) >= chunk_size:
-                writer.put(validate_chunk(topic, pending, dict(position)))
+                writer.put(validate_chunk(topic, pending, dict(position), stats))
                 pending = []
         if pending:
-            writer.put(validate_chunk(topic, pending, dict(position)))
+            writer.put(validate_chunk(topic, pending, dict(position), stats))
         writer.close()
         writer = None
         stats.lag = sum(max(end[p] - position[p], 0) for p in partitions)
