@@ -57,10 +57,10 @@ def test_dev_up_serves_every_service_and_sigint_stops_them_all(tmp_path: Path) -
     assert not (harness.state_dir(env) / "stack.json").exists()
 
 
-def test_dev_up_names_the_port_that_is_taken(tmp_path: Path, sources_url: str) -> None:
+def test_dev_up_names_the_port_that_is_taken(tmp_path: Path, sources_url: str, postgres_server: str) -> None:
     env = _stack_env(Path("/tmp") / f"op-stack-{tmp_path.name}")
     env["SOURCES_PORT"] = sources_url.rsplit(":", 1)[1]
-    env["POSTGRES_URL"] = os.environ["POSTGRES_URL"]  # skip the embedded server: only the port check matters
+    env["POSTGRES_URL"] = postgres_server  # skip the embedded server: only the port check matters
     result = subprocess.run([*CLI, "dev", "up", "--no-dagster"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"port {env['SOURCES_PORT']}" in result.stderr and "SOURCES_PORT=<port>" in result.stderr
