@@ -40,5 +40,5 @@ def test_a_deployment_overrides_the_limits(monkeypatch):
 
 @pytest.mark.parametrize("raw", ["ingestion_warehouse", "ingestion_warehouse=one", "=2"])
 def test_a_bad_override_names_the_item_and_the_fix(raw):
-    with pytest.raises(ValueError, match="is not `pool=limit`; fix: e.g. PLATFORM_POOL_LIMITS="):
+    with pytest.raises(ValueError, match=r"is not `pool=limit`; fix: e\.g\. PLATFORM_POOL_LIMITS="):
         declared_pool_limits(raw)
