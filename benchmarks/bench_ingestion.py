@@ -1,4 +1,4 @@
-"""Daily CSV ingestion benchmarks (issue 2).
+"""Daily CSV ingestion benchmarks (issues 2 and 8), on the demo dataset `daily_cases`.
 
 1. Clean + load a generated 1,000,000-row messy CSV into SQLite through the platform's code path
    (`clean_csv` + `Warehouse.replace_partitions`) vs the sqlite3 shell's own `.import --csv` of the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -37,7 +38,13 @@ def _best(times: list[float]) -> float:
     return min(times)
 
 
+def _cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bench_clean_and_load(work: Path) -> list[BenchResult]:
+    """The demo dataset's declared schema (`DAILY_CASES` = defs/ingestion/datasets/defs.yaml's daily_cases)."""
     import pandas as pd
 
     from orchestration_platform.devstack.sources.csv_feed import daily_cases_csv
@@ -47,21 +54,25 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
 
     source = work / "big.csv"
     source.write_bytes(daily_cases_csv(dt.date(2026, 3, 1), rows=BIG_ROWS))
-    ours, anchor, naive, clean_times = [], [], [], []
+    ours, anchor, naive, clean_times, ours_cpu, anchor_cpu = [], [], [], [], [], []
     rows_out = 0
     for attempt in range(3):
         db = work / f"ours{attempt}.sqlite"
+        cpu_before = _cpu_seconds()
         with stopwatch() as t:
             with stopwatch() as cleaning:
                 cleaned = clean_csv(source.read_bytes(), source=source.name)
             Warehouse(f"sqlite:///{db}").replace_partitions(CLEANED_TABLE, {"2026-03-01": cleaned.table})
+        ours_cpu.append(_cpu_seconds() - cpu_before)
         ours.append(t["seconds"])
         clean_times.append(cleaning["seconds"])
         rows_out = cleaned.rows_out
 
         anchor_db = work / f"anchor{attempt}.sqlite"
+        cpu_before = _cpu_seconds(resource.RUSAGE_CHILDREN)
         with stopwatch() as t:
             subprocess.run(["sqlite3", str(anchor_db), f".import --csv {source} daily_cases"], check=True)
+        anchor_cpu.append(_cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before)
         anchor.append(t["seconds"])
 
         naive_db = work / f"naive{attempt}.sqlite"
@@ -72,14 +83,17 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
         stored = conn.execute("SELECT count(*) FROM daily_cases").fetchone()[0]
     assert stored == rows_out, (stored, rows_out)
     size_mb = source.stat().st_size / 1e6
+    load_avg = os.getloadavg()[0]
     return [
         BenchResult(
             name=f"clean + load {BIG_ROWS:,}-row messy CSV into SQLite",
             ours=_best(ours), anchor=_best(anchor), unit="s", anchor_name="sqlite3 .import --csv (no cleaning)",
-            target="ratio <= 1.5", target_ok=lambda r: r <= 1.5,
-            notes=f"{size_mb:.0f} MB, {rows_out:,} rows kept; best of 3; of ours, cleaning (parse, trim, 8 date "
-                  f"formats, types, dedupe) {_best(clean_times):.2f} s, the rest is the Arrow -> SQLite ADBC ingest in one transaction; "
-                  f"naive pandas read_csv+to_sql (no cleaning): {_best(naive):.2f} s",
+            target="ratio <= 1.0 (goal 0.8)", target_ok=lambda r: r <= 1.0,
+            notes=f"{size_mb:.0f} MB, {rows_out:,} rows kept; best of 3; of ours, cleaning (parse, trim, 6 date "
+                  f"styles, types, dedupe) {_best(clean_times):.2f} s, the rest is the Arrow -> SQLite ADBC ingest in "
+                  f"one transaction; CPU seconds ours {_best(ours_cpu):.2f} (2 threads) vs anchor "
+                  f"{_best(anchor_cpu):.2f} (1 thread); load average {load_avg:.1f} on {os.cpu_count()} cores "
+                  f"while measured; naive pandas read_csv+to_sql (no cleaning): {_best(naive):.2f} s",
         ),
     ]
 
@@ -107,7 +121,8 @@ def bench_backfill(work: Path) -> list[BenchResult]:
         with stopwatch() as t:
             subprocess.run(
                 [DAGSTER, "asset", "materialize", "-m", "orchestration_platform.definitions", "--select",
-                 "group:ingestion", "--partition-range", f"{first}...{last}"],
+                 "ingestion/daily_cases/raw,ingestion/daily_cases/cleaned,ingestion/daily_cases/regional_summary",
+                 "--partition-range", f"{first}...{last}"],
                 env=env, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
     finally:

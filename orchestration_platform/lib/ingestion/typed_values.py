@@ -121,7 +121,7 @@ class _Parsed:
 
 def _families(text: pa.StringArray, parsed: _Parsed, day_first: bool) -> np.ndarray:
     """The padded formats, each value tried with its family's formats only. Returns the unclaimed rows."""
-    unclaimed = pc.is_valid(text).to_numpy(zero_copy_only=False)
+    unclaimed = pc.is_valid(text).to_numpy(zero_copy_only=False) & ~parsed.ok
     for position, marker, formats in FAMILIES_DAY_FIRST if day_first else FAMILIES_MONTH_FIRST:
         member = unclaimed & (_byte_at(text, position) == ord(marker))
         unclaimed &= ~member
@@ -143,6 +143,85 @@ def _families(text: pa.StringArray, parsed: _Parsed, day_first: bool) -> np.ndar
             parsed.set(good_rows, seconds, local_fmt is not None)
             todo, values = todo.filter(pc.invert(hit)), values.filter(pc.invert(hit))
     return unclaimed
+
+
+# Fixed-width layouts read straight from the Arrow bytes: (length, {position: separator byte}, field slices
+# as (start, stop) for year, month, day, hour, minute, second; offset sign position or None; aware)
+_ISO = {4: "-", 7: "-"}
+_TIME = {13: ":", 16: ":"}
+FIXED_LAYOUTS = (
+    (20, {**_ISO, 10: "T", **_TIME, 19: "Z"}, ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)), None, True),
+    (25, {**_ISO, 10: "T", **_TIME, 22: ":"}, ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)), 19, True),
+    (19, {**_ISO, 10: " ", **_TIME}, ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)), None, False),
+    (19, {**_ISO, 10: "T", **_TIME}, ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)), None, False),
+    (10, _ISO, ((0, 4), (5, 7), (8, 10), None, None, None), None, False),
+    (16, {2: "/", 5: "/", 10: " ", 13: ":"}, ((6, 10), (0, 2), (3, 5), (11, 13), (14, 16), None), None, False),
+    (10, {2: "/", 5: "/"}, ((6, 10), (0, 2), (3, 5), None, None, None), None, False),
+    (16, {2: ".", 5: ".", 10: " ", 13: ":"}, ((6, 10), (3, 5), (0, 2), (11, 13), (14, 16), None), None, False),
+    (10, {2: ".", 5: "."}, ((6, 10), (3, 5), (0, 2), None, None, None), None, False),
+)
+
+
+def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of valid calendar dates (H. Hinnant's algorithm), vectorised."""
+    year = year - (month <= 2)
+    era = np.floor_divide(year, 400)
+    yoe = year - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _fixed_width(text: pa.StringArray, parsed: "_Parsed", day_first: bool) -> None:
+    """Parse the padded ISO, `MM/DD/YYYY HH:MM`, `DD.MM.YYYY HH:MM` and epoch values from the raw bytes."""
+    if len(text) == 0 or text.buffers()[2] is None:
+        return
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1, offset=text.offset * 4)
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    valid = pc.is_valid(text).to_numpy(zero_copy_only=False)
+    for length, separators, fields, sign_at, aware in FIXED_LAYOUTS:
+        rows = np.flatnonzero(valid & (lengths == length) & ~parsed.ok)
+        if len(rows) == 0:
+            continue
+        at = starts[rows]
+        ok = np.ones(len(rows), dtype=bool)
+        for position, byte in separators.items():
+            ok &= data[at + position] == ord(byte)
+
+        def number(span, at=at):
+            nonlocal ok
+            if span is None:
+                return np.zeros(len(rows), dtype=np.int64)
+            value = np.zeros(len(rows), dtype=np.int64)
+            for i in range(*span):
+                digit = data[at + i].astype(np.int64) - ord("0")
+                ok &= (digit >= 0) & (digit <= 9)
+                value = value * 10 + digit
+            return value
+
+        year, month, day, hour, minute, second = (number(f) for f in fields)
+        if separators.get(2) == "/" and day_first:
+            month, day = day, month
+        offset = np.zeros(len(rows), dtype=np.int64)
+        if sign_at is not None:
+            sign_byte = data[at + sign_at]
+            sign = np.where(sign_byte == ord("+"), 1, np.where(sign_byte == ord("-"), -1, 0))
+            ok &= sign != 0
+            offset = sign * (number((sign_at + 1, sign_at + 3)) * 3600 + number((sign_at + 4, sign_at + 6)) * 60)
+        month_ok = (month >= 1) & (month <= 12)
+        safe_month = np.where(month_ok, month, 1)
+        leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+        last_day = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[safe_month - 1] + (leap & (safe_month == 2))
+        ok &= month_ok & (day >= 1) & (day <= last_day) & (hour < 24) & (minute < 60) & (second < 60) & (year >= 1000)
+        seconds = _days_from_civil(year, safe_month, day) * 86400 + hour * 3600 + minute * 60 + second - offset
+        parsed.set(rows[ok], seconds[ok], aware)
+    # epoch seconds: 9 to 11 digits
+    rows = np.flatnonzero(valid & (lengths >= 9) & (lengths <= 11) & ~parsed.ok)
+    if len(rows):
+        values = text.take(pa.array(rows))
+        epoch = pc.utf8_is_digit(values).to_numpy(zero_copy_only=False)
+        parsed.set(rows[epoch], pc.cast(values.filter(pa.array(epoch)), pa.int64()).to_numpy(), True)
 
 
 def _ints(struct: pa.StructArray, name: str, default: int = 0) -> np.ndarray:
@@ -214,7 +293,9 @@ def _parse(text: pa.ChunkedArray, rules: DateRules) -> tuple[_Parsed, pa.StringA
     if rules.formats:
         _explicit(text, parsed, rules.formats)
         return parsed, text
-    _families(text, parsed, rules.day_first)
+    _fixed_width(text, parsed, rules.day_first)
+    if not parsed.ok.all():  # what the fixed layouts did not take: the strptime families, then the patterns
+        _families(text, parsed, rules.day_first)
     rest = np.flatnonzero(pc.is_valid(text).to_numpy(zero_copy_only=False) & ~parsed.ok)
     for pattern, order in AUTO_PATTERNS:
         if len(rest) == 0:
