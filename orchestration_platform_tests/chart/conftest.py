@@ -39,6 +39,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "default": ((), REQUIRED_VALUES),
     "dev": (("values-dev.yaml",), {}),
     "prod": (("values-prod.yaml",), {}),
+    "sso": (("values-sso.yaml",), {}),
     "ingress": (
         (),
         {

@@ -13,6 +13,10 @@ from orchestration_platform_tests.chart.pod_security import assert_probed, asser
 # Which probes each container must have: the daemon serves no traffic, so no readiness.
 PROBES = {
     "dagster-daemon": ("livenessProbe", "startupProbe"),
+    # A Go binary up in well under a second: readiness and liveness are enough.
+    "oauth2-proxy": ("readinessProbe", "livenessProbe"),
+    # Its liveness probe allows 6 x 30 s before a restart, which covers the app's start.
+    "review": ("readinessProbe", "livenessProbe"),
 }
 ALL_PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 

@@ -15,7 +15,10 @@ from orchestration_platform_tests.chart.cluster.kube_api import KubeApi
 from orchestration_platform_tests.chart.cluster.workloads import assert_deployments_create_their_pods
 from orchestration_platform_tests.chart.conftest import CHART_DIR, RELEASE, VALUE_SETS
 
-UPGRADE = {"image": {"tag": "0.2.0"}, "platform": {"env": {"UPGRADED_BY": "helm-upgrade"}}}
+UPGRADE = {
+    "image": {"tag": "0.2.0"},
+    "platform": {"env": {"UPGRADED_BY": "helm-upgrade"}, "settings": {"mlConsumers": 3}},
+}
 
 
 def _render(helm: HelmOnCluster, namespace: str, files: tuple[str, ...], values: Any) -> list[dict[str, Any]]:
@@ -59,24 +62,31 @@ def test_install_upgrade_and_rollback_on_a_restricted_namespace(
         admin_api.get(KubeApi.path(kind, namespace, name))  # every object exists on the server
     assert_deployments_create_their_pods(admin_api, namespace)
     before = _images(admin_api, namespace)
+    platform_env = KubeApi.path("ConfigMap", namespace, f"{RELEASE}-orchestration-platform-platform-env")
+    installed_consumers = admin_api.get(platform_env)["data"]["ML_CONSUMERS"]
 
     # Upgrade with changed values: new image tag and one more setting; new ReplicaSets create pods.
     upgrade = cluster_helm.upgrade(namespace, files, _merged(values, files))
     _no_warnings(upgrade.stderr, "helm upgrade")
     after = _images(admin_api, namespace)
     assert after.keys() == before.keys()
+    # The platform's image (the code server's) moves to the new tag everywhere; others (a sign-in
+    # proxy) stay as they were.
+    [platform_image] = before[f"{RELEASE}-orchestration-platform-orchestration-platform"]
+    repository = platform_image.rsplit(":", 1)[0]
     for name, images in after.items():
-        assert all(image.endswith(":0.2.0") for image in images), f"{name} after upgrade: {images}"
-    env = admin_api.get(KubeApi.path("ConfigMap", namespace, f"{RELEASE}-orchestration-platform-platform-env"))
-    assert env["data"]["UPGRADED_BY"] == "helm-upgrade"
+        expected = {f"{repository}:0.2.0" if i == platform_image else i for i in before[name]}
+        assert images == expected, f"{name} after upgrade: {images}"
+    env = admin_api.get(platform_env)
+    assert env["data"]["UPGRADED_BY"] == "helm-upgrade" and env["data"]["ML_CONSUMERS"] == "3"
     assert_deployments_create_their_pods(admin_api, namespace)
 
     # Rollback to the first revision: the images and settings of the install are back.
     rollback = cluster_helm.ok("rollback", RELEASE, "1", "--namespace", namespace)
     _no_warnings(rollback.stderr, "helm rollback")
     assert _images(admin_api, namespace) == before
-    env = admin_api.get(KubeApi.path("ConfigMap", namespace, f"{RELEASE}-orchestration-platform-platform-env"))
-    assert "UPGRADED_BY" not in env["data"]
+    env = admin_api.get(platform_env)
+    assert "UPGRADED_BY" not in env["data"] and env["data"]["ML_CONSUMERS"] == installed_consumers
     assert_deployments_create_their_pods(admin_api, namespace)
     history = yaml.safe_load(cluster_helm.ok("history", RELEASE, "--namespace", namespace, "-o", "yaml").stdout)
     assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "superseded"),
@@ -88,4 +98,5 @@ def _merged(values: dict[str, Any], files: tuple[str, ...]) -> dict[str, Any]:
     merged = yaml.safe_load(yaml.safe_dump(values)) or {}
     merged.setdefault("image", {})["tag"] = UPGRADE["image"]["tag"]
     merged.setdefault("platform", {}).setdefault("env", {}).update(UPGRADE["platform"]["env"])
+    merged["platform"].setdefault("settings", {}).update(UPGRADE["platform"]["settings"])
     return merged
