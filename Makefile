@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test bench chart-test install system-deps lint clean help kube-control-plane
+.PHONY: dev test bench chart-test install system-deps lint clean help kube-control-plane sso
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -25,7 +25,7 @@ system-deps: ## Debian packages the tests need (PostgreSQL server, Chromium); id
 dev: install ## Run the whole platform locally (embedded services + dagster dev); Ctrl-C stops it
 	$(BIN)/orchestration-platform dev up
 
-test: install system-deps kube-control-plane ## Install everything, check the defs YAML (`dg check defs`), run the test suite
+test: install system-deps kube-control-plane sso ## Install everything, check the defs YAML (`dg check defs`), run the test suite
 	$(BIN)/dg check defs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -37,6 +37,11 @@ bench: install system-deps ## Run the benchmarks; results go to BENCHMARKS.md
 KUBE_BIN := $(HOME)/.cache/orchestration-platform/kubernetes/v1.36.3/bin
 kube-control-plane:
 	@test -x $(KUBE_BIN)/kube-apiserver -a -x $(KUBE_BIN)/kube-controller-manager || bash scripts/install-kube-control-plane.sh
+
+# oauth2-proxy for the real sign-in test, built once from its Go module (~5-15 min) into a cache outside the repo.
+SSO_BIN := $(HOME)/.cache/orchestration-platform/sso/oauth2-proxy-v7.15.6/oauth2-proxy
+sso:
+	@test -x $(SSO_BIN) || bash scripts/install-sso.sh
 
 chart-test: install kube-control-plane ## The Helm chart: offline checks, then on a real Kubernetes API server
 	bash scripts/install-helm.sh
