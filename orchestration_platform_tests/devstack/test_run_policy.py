@@ -70,6 +70,8 @@ def test_every_job_without_an_executor_of_its_own_gets_the_policy() -> None:
     assert set(executors.values()) <= {"in_process_unless_parallel", "in_process"}, executors
 
 
-def test_at_most_two_runs_execute_at_once_locally() -> None:
-    instance_config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
-    assert instance_config["concurrency"]["runs"]["max_concurrent_runs"] == 2
+def test_at_most_two_runs_execute_at_once_locally_and_a_backfill_leaves_a_slot() -> None:
+    runs = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]
+    assert runs["max_concurrent_runs"] == 2
+    backfill = next(limit for limit in runs["tag_concurrency_limits"] if limit["key"] == "dagster/backfill")
+    assert backfill["limit"] < runs["max_concurrent_runs"]
