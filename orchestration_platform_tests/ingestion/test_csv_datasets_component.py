@@ -157,3 +157,23 @@ def test_the_url_template_takes_any_strftime_form_and_the_env_override_at_run_ti
     monkeypatch.setenv("CASES_URL", "file:///mirror/{date}.csv")
     assert spec.url_for("2026-03-04") == "file:///mirror/2026-03-04.csv"  # plain {date}: the partition key
     assert dt.date.fromisoformat(spec.partitions.start) == dt.date(2026, 1, 1)
+
+
+def test_an_auth_header_is_read_from_its_variable_at_run_time_and_never_shown(ingestion_env, monkeypatch) -> None:
+    from orchestration_platform.devstack.sources.csv_feed import PRIVATE_TOKEN
+
+    private = _minimal(name="private_cases", source={
+        "url_template": f"{ingestion_env['sources']}/csv/private/daily_cases/{{date}}.csv",
+        "auth_header": "Authorization", "auth_env": "PRIVATE_CASES_TOKEN"},
+        columns=[{"name": "report_id", "type": "integer"}, {"name": "region", "type": "text"}])
+    with datasets_defs([private]) as defs:
+        raw = [a for a in defs.assets if a.key.path[-1] == "raw"]
+        monkeypatch.delenv("PRIVATE_CASES_TOKEN", raising=False)
+        failed = dg.materialize(raw, partition_key="2026-03-14", resources=RESOURCES, raise_on_error=False)
+        message = failed.failure_data_for_node("ingestion__private_cases__raw").error.message
+        assert "source.auth_env='PRIVATE_CASES_TOKEN' is not set" in message
+        monkeypatch.setenv("PRIVATE_CASES_TOKEN", PRIVATE_TOKEN)
+        result = dg.materialize(raw, partition_key="2026-03-14", resources=RESOURCES)
+    assert result.success
+    shown = " ".join(str(e) for e in result.all_events)
+    assert "demo-feed-token" not in shown

@@ -14,6 +14,9 @@ date in the file name as `MM-DD-YYYY`, one row per province and country, and a s
 on `JH_NEW_SCHEMA_DAY`: `Province/State,Country/Region,Last Update` with `M/D/YY H:MM` (unpadded
 hours) before it; `FIPS,Province_State,Country_Region,Last_Update,Lat,Long_,...` with ISO times
 (with and without `Z`) from it on.
+
+`GET /csv/private/daily_cases/{date}.csv` is the daily cases feed behind `Authorization: Bearer
+demo-feed-token` (401 without it), for datasets that declare an auth header.
 """
 
 from __future__ import annotations
@@ -154,5 +157,16 @@ async def jh_daily(request: Request) -> Response:
     return Response(jh_daily_csv(day), media_type="text/csv; charset=utf-8")
 
 
+PRIVATE_TOKEN = "Bearer demo-feed-token"  # the demo's private copy of daily_cases wants this Authorization
+
+
+async def private_daily_cases(request: Request) -> Response:
+    """`/csv/private/daily_cases/{date}.csv`: the demo feed behind an `Authorization` header (401 without)."""
+    if request.headers.get("authorization") != PRIVATE_TOKEN:
+        return PlainTextResponse("missing or wrong Authorization header", 401)
+    return await daily_cases(request)
+
+
 def routes() -> list[Route]:
-    return [Route("/csv/daily_cases/{date}.csv", daily_cases), Route("/csv/jh_daily/{date}.csv", jh_daily)]
+    return [Route("/csv/daily_cases/{date}.csv", daily_cases), Route("/csv/jh_daily/{date}.csv", jh_daily),
+            Route("/csv/private/daily_cases/{date}.csv", private_daily_cases)]
