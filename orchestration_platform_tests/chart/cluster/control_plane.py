@@ -10,6 +10,7 @@ No kubelet and no container runtime run here: pods are created and admitted, nev
 from __future__ import annotations
 
 import base64
+import ctypes
 import os
 import secrets
 import signal
@@ -26,6 +27,7 @@ from orchestration_platform.devstack.services import free_port
 from orchestration_platform.settings import REPO_ROOT
 
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-kube-control-plane.sh"
+PR_SET_PDEATHSIG = 1
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Controllers that need a cloud, a kubelet or node IPAM: off (see FACTS.md, "Kubernetes and Helm").
 CONTROLLERS = (
@@ -111,9 +113,17 @@ class ControlPlane:
                 proc.wait(timeout=10)
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL it when the test process dies without stopping it (Linux prctl).
+    (SIGTERM is not enough: an apiserver whose etcd is gone never finishes its graceful shutdown.)"""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _start(name: str, command: list[str], directory: Path, plane: ControlPlane) -> subprocess.Popen:
     log = (directory / f"{name}.log").open("w")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+    )
     plane.processes[name] = proc
     return proc
 
