@@ -69,21 +69,39 @@ _TRANSACTION_COLUMNS = (
     "card_country, merchant_country, channel, topic, kafka_partition, kafka_offset"
 )  # the field order of TransactionEvent, then the Kafka position
 _LABEL_COLUMNS = "event_id, transaction_id, is_fraud, labeled_at, topic, kafka_partition, kafka_offset"
-_MARK_TRANSACTION_HOURS = """
-INSERT INTO ml.feature_hours (hour)
-SELECT DISTINCT date_trunc('hour', occurred_at) FROM ml.transactions
-WHERE topic = %s AND kafka_partition = %s AND kafka_offset BETWEEN %s AND %s
-ON CONFLICT (hour) DO UPDATE SET change_seq = ml.feature_hours.change_seq + 1
-RETURNING hour
-"""
-_MARK_LABEL_HOURS = """
-INSERT INTO ml.feature_hours (hour)
-SELECT DISTINCT date_trunc('hour', t.occurred_at)
-FROM ml.labels l JOIN ml.transactions t USING (transaction_id)
-WHERE l.topic = %s AND l.kafka_partition = %s AND l.kafka_offset BETWEEN %s AND %s
-ON CONFLICT (hour) DO UPDATE SET change_seq = ml.feature_hours.change_seq + 1
-RETURNING hour
-"""
+_TRANSACTION_HOURS = (
+    "SELECT date_trunc('hour', occurred_at) FROM ml.transactions "
+    "WHERE topic = %s AND kafka_partition = %s AND kafka_offset BETWEEN %s AND %s"
+)
+_LABEL_HOURS = (
+    "SELECT date_trunc('hour', t.occurred_at) FROM ml.labels l JOIN ml.transactions t USING (transaction_id) "
+    "WHERE l.topic = %s AND l.kafka_partition = %s AND l.kafka_offset BETWEEN %s AND %s"
+)
+
+
+def _mark_hours(cursor: psycopg.Cursor, topic: str, chunk: Chunk) -> set[datetime]:
+    """Mark the hours this chunk changed, in ONE statement and in hour order.
+
+    Consumers of other partitions mark the same hours concurrently: taking the row locks in one sorted
+    pass means two of them can wait for each other, never deadlock.
+    """
+    parts, params = [], []
+    for partition, (low, high) in sorted(chunk.ranges.items()):
+        if chunk.transactions:
+            parts.append(_TRANSACTION_HOURS)
+            params += [topic, partition, low, high]
+        if chunk.labels:
+            parts.append(_LABEL_HOURS)
+            params += [topic, partition, low, high]
+    if not parts:
+        return set()
+    changed = " UNION ".join(parts)
+    rows = cursor.execute(
+        f"INSERT INTO ml.feature_hours (hour) SELECT DISTINCT hour FROM ({changed}) AS changed(hour) ORDER BY hour "
+        "ON CONFLICT (hour) DO UPDATE SET change_seq = ml.feature_hours.change_seq + 1 RETURNING hour",
+        params,
+    )
+    return {row[0] for row in rows}
 
 
 @dataclass
@@ -192,7 +210,6 @@ def _validate_chunk(topic: str, messages: list, next_offsets: dict[int, int]) ->
 
 def write_chunk(conn: psycopg.Connection, group: str, topic: str, chunk: Chunk, stats: BatchStats) -> None:
     started = time.perf_counter()
-    hours: set[datetime] = set()
     with conn.transaction():
         cursor = conn.cursor()
         if chunk.transactions:
@@ -200,15 +217,10 @@ def write_chunk(conn: psycopg.Connection, group: str, topic: str, chunk: Chunk, 
                 f"COPY ml.transactions ({_TRANSACTION_COLUMNS}) FROM STDIN (FORMAT csv)"
             ) as copy:
                 copy.write(chunk.transactions_csv)
-            for partition, (low, high) in chunk.ranges.items():
-                hours |= {
-                    row[0] for row in cursor.execute(_MARK_TRANSACTION_HOURS, (topic, partition, low, high))
-                }
         if chunk.labels:
             with cursor.copy(f"COPY ml.labels ({_LABEL_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:
                 copy.write(chunk.labels_csv)
-            for partition, (low, high) in chunk.ranges.items():
-                hours |= {row[0] for row in cursor.execute(_MARK_LABEL_HOURS, (topic, partition, low, high))}
+        hours = _mark_hours(cursor, topic, chunk)
         if chunk.dead:
             with cursor.copy(
                 "COPY ml.dead_letters (topic, kafka_partition, kafka_offset, kafka_key, payload, reason) FROM STDIN"
