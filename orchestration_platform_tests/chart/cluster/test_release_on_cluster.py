@@ -100,3 +100,24 @@ def _merged(values: dict[str, Any], files: tuple[str, ...]) -> dict[str, Any]:
     merged.setdefault("platform", {}).setdefault("env", {}).update(UPGRADE["platform"]["env"])
     merged["platform"].setdefault("settings", {}).update(UPGRADE["platform"]["settings"])
     return merged
+
+
+def test_the_server_checks_have_teeth(cluster_helm: HelmOnCluster, admin_api: KubeApi, namespace: str) -> None:
+    """The dry-run check above is not a formality: a misspelled field is refused, a weakened pod warned
+    about (and its pods refused by the namespace's enforce=restricted)."""
+    files, values = VALUE_SETS["default"]
+    webserver = next(
+        m for m in _render(cluster_helm, namespace, files, values)
+        if m["kind"] == "Deployment" and m["metadata"]["name"].endswith("-webserver")
+    )  # fmt: skip
+    typo = yaml.safe_load(yaml.safe_dump(webserver))
+    container = typo["spec"]["template"]["spec"]["containers"][0]
+    container["imagePulPolicy"] = container.pop("imagePullPolicy", "IfNotPresent")
+    response = admin_api.strict_dry_run_apply(typo, namespace)
+    assert response.status >= 400 and "imagePulPolicy" in str(response.body.get("message")), response.body
+
+    weakened = yaml.safe_load(yaml.safe_dump(webserver))
+    weakened["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    response = admin_api.strict_dry_run_apply(weakened, namespace)
+    assert response.status < 300, response.body  # a Deployment is admitted, with a warning
+    assert any("PodSecurity" in w and "allowPrivilegeEscalation" in w for w in response.warnings), response.warnings
