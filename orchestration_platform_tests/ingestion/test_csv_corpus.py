@@ -55,6 +55,11 @@ DATASETS = [
     _dataset("preamble", [{"name": "id", "type": "integer"}, {"name": "cases", "type": "integer"}],
              dialect={"header_row": 3, "skip_rows": 1}),
     _dataset("strict_region", [{"name": "region", "type": "text"}, {"name": "cases", "type": "integer"}]),
+    _dataset("all_types", [{"name": "id", "type": "integer"}, {"name": "region", "type": "text"},
+                           {"name": "rate", "type": "float"}, {"name": "amount", "type": "numeric"},
+                           {"name": "active", "type": "boolean"}, {"name": "on", "type": "date"},
+                           {"name": "seen_at", "type": "timestamp"}],
+             key=["id", "region"], duplicates="keep_last"),
     {**_dataset("hourly", [{"name": "id", "type": "integer"}, {"name": "seen_at", "type": "timestamp"}],
                 partitions={"cadence": "hourly", "start": "2026-01-01 00:00"}),
      "source": {"url_template": "file://FEED/hourly/{date:%Y%m%d_%H}.csv", "landing_pattern": "hourly_{date}.csv"}},
@@ -236,3 +241,23 @@ def test_hourly_files_named_with_their_hour(corpus, ingestion_env) -> None:
     assert _rows(ingestion_env, "hourly", "partition_date, seen_at") == [("2026-03-01-05:00", "2026-03-01T05:10:00Z")]
     _, feed = corpus
     assert Path(feed / "hourly" / "20260301_05.csv").is_file()
+
+
+def test_every_column_type_lands_in_postgresql_too(corpus, ingestion_env, fresh_database, monkeypatch) -> None:
+    import psycopg
+
+    monkeypatch.setenv("INGESTION_WAREHOUSE_URL", fresh_database)
+    for _ in range(2):  # idempotent: the second run replaces the partition
+        result = _ingest(corpus, ingestion_env, "all_types", {
+            "2026-03-01": "id,region,rate,amount,active,on,seen_at\n"
+                          '1,north,"1,234.5",10.25,yes,2026-03-01,3/1/26 4:38\n'
+                          "1,north,1.5,10.25,yes,2026-03-01,2026-03-01T04:38:00Z\n"  # a later duplicate key
+                          "2,south,2.5,-3,no,02/03/2026,2026-03-01T05:00:00+01:00\n"})
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations()
+                                      if e.check_name != "schema_unchanged")
+    with psycopg.connect(fresh_database) as conn:
+        rows = conn.execute("SELECT partition_date::text, id, region, rate, amount::text, active, \"on\"::text, "
+                            "seen_at AT TIME ZONE 'UTC' FROM all_types ORDER BY id").fetchall()
+    assert [r[:7] for r in rows] == [("2026-03-01", 1, "north", 1.5, "10.25", True, "2026-03-01"),
+                                     ("2026-03-01", 2, "south", 2.5, "-3", False, "2026-02-03")]
+    assert [r[7].isoformat() for r in rows] == ["2026-03-01T04:38:00", "2026-03-01T04:00:00"]

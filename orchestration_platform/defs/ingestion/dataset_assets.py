@@ -19,6 +19,7 @@ from pydantic import Field
 
 from orchestration_platform.defs.ingestion.files import IngestionFilesResource
 from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
+from orchestration_platform.defs.shared.retries import STEP_RETRY
 from orchestration_platform.lib.ingestion.dataset import DatasetSpec
 
 GROUP = "ingestion"
@@ -116,6 +117,7 @@ def build_raw_asset(spec: DatasetSpec, partitions: dg.PartitionsDefinition) -> d
         kinds={"csv"},
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=STEP_RETRY,  # machinery failures; a source that stays down retries by `step_retries`
         owners=list(spec.owners) or None,
         tags=spec.tags or None,
         description=(
@@ -137,7 +139,8 @@ def build_raw_asset(spec: DatasetSpec, partitions: dg.PartitionsDefinition) -> d
 
         keys = context.partition_keys
         if config.landed_file and len(keys) != 1:
-            raise dg.Failure(f"a landed file fills exactly one partition; this run targets {len(keys)}")
+            raise dg.Failure(f"a landed file fills exactly one partition; this run targets {len(keys)}",
+                             allow_retries=False)
         try:
             headers = spec.auth_headers()
         except DatasetConfigError as error:
@@ -193,6 +196,7 @@ def build_cleaned_asset(spec: DatasetSpec, partitions: dg.PartitionsDefinition) 
         deps=[raw_key(spec.name)],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=STEP_RETRY,  # machinery failures (a locked or restarted warehouse); bad files fail at once
         pool="ingestion_warehouse",
         freshness_policy=freshness,
         owners=list(spec.owners) or None,

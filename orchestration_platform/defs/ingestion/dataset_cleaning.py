@@ -43,7 +43,7 @@ def clean_partitions(context: dg.AssetExecutionContext, spec: DatasetSpec, wareh
         path = files.raw_file(spec.name, partition)
         if not path.is_file():
             raise dg.Failure(f"dataset {spec.name!r}: no raw file for {partition} at {path}: materialize "
-                             f"{'/'.join(['ingestion', spec.name, 'raw'])} for it first")
+                             f"{'/'.join(['ingestion', spec.name, 'raw'])} for it first", allow_retries=False)
         try:
             cleaned = clean_csv(path.read_bytes(), spec.schema, source=f"raw file {path.name}")
         except CsvFormatError as error:
@@ -60,7 +60,7 @@ def clean_partitions(context: dg.AssetExecutionContext, spec: DatasetSpec, wareh
     if errors:  # nothing is written: the partitions of a run land together or not at all
         shown = "\n".join(f"{p}: {e}" for p, e in sorted(errors.items())[:5])
         raise dg.Failure(f"dataset {spec.name!r}: {len(errors)} of {len(partitions)} partition(s) cannot be "
-                         f"cleaned:\n{shown}")
+                         f"cleaned:\n{shown}", allow_retries=False)
     table = table_spec(spec.schema, spec.partitions.cadence)
     store = warehouse.get_warehouse()
     written = store.replace_partitions(table, batches)

@@ -10,6 +10,7 @@ import dagster as dg
 
 from orchestration_platform.defs.ingestion.dataset_assets import GROUP, cleaned_key, warehouse_kind
 from orchestration_platform.defs.ingestion.warehouse import WarehouseResource
+from orchestration_platform.defs.shared.retries import STEP_RETRY
 
 SUMMARY_KEY = dg.AssetKey(["ingestion", "daily_cases", "regional_summary"])
 # the same partitions as the demo dataset's YAML: `start: "{{ env('INGESTION_START_DATE', '2026-01-01') }}"`
@@ -24,6 +25,7 @@ daily_partitions = dg.DailyPartitionsDefinition(
     deps=[cleaned_key("daily_cases")],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=STEP_RETRY,
     pool="ingestion_warehouse",
     owners=["team:ingestion"],
 )
