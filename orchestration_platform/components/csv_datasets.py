@@ -43,7 +43,10 @@ class CsvDatasets(dg.Component, dg.Model, dg.Resolvable):
     def specs(self):
         """The validated datasets (raises DatasetConfigError naming dataset, field, value and fix)."""
         from orchestration_platform.lib.ingestion.dataset import DatasetConfigError
-        from orchestration_platform.lib.ingestion.dataset_config import check_distinct_patterns, dataset_from_config
+        from orchestration_platform.lib.ingestion.dataset_config import (
+            check_distinct_patterns,
+            dataset_from_config,
+        )
 
         for index, raw in enumerate(self.datasets):
             if not isinstance(raw, dict):

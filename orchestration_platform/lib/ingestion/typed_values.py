@@ -172,7 +172,7 @@ def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np
     return era * 146097 + doe - 719468
 
 
-def _fixed_width(text: pa.StringArray, parsed: "_Parsed", day_first: bool) -> None:
+def _fixed_width(text: pa.StringArray, parsed: _Parsed, day_first: bool) -> None:
     """Parse the padded ISO, `MM/DD/YYYY HH:MM`, `DD.MM.YYYY HH:MM` and epoch values from the raw bytes."""
     if len(text) == 0 or text.buffers()[2] is None:
         return
@@ -189,11 +189,11 @@ def _fixed_width(text: pa.StringArray, parsed: "_Parsed", day_first: bool) -> No
         for position, byte in separators.items():
             ok &= data[at + position] == ord(byte)
 
-        def number(span, at=at):
+        def number(span, at=at, count=len(rows)):
             nonlocal ok
             if span is None:
-                return np.zeros(len(rows), dtype=np.int64)
-            value = np.zeros(len(rows), dtype=np.int64)
+                return np.zeros(count, dtype=np.int64)
+            value = np.zeros(count, dtype=np.int64)
             for i in range(*span):
                 digit = data[at + i].astype(np.int64) - ord("0")
                 ok &= (digit >= 0) & (digit <= 9)
