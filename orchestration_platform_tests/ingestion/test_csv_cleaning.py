@@ -118,3 +118,14 @@ def test_unusable_files_fail_with_the_file_the_problem_and_the_fix(raw: bytes, m
 def test_a_file_where_every_row_is_bad_gives_an_empty_table_not_an_error() -> None:
     result = _clean("1,,2026-03-01,1,0,\n2,north,nope,1,0,")
     assert result.rows_out == 0 and result.rows_in == 2
+
+
+def test_when_sniffing_cannot_decide_the_error_names_the_dialect_field_to_set() -> None:
+    from orchestration_platform.lib.ingestion.cleaning import Column, CsvSchema, Dialect
+
+    schema = CsvSchema("spaced", (Column("region", "text"), Column("cases", "integer")))
+    with pytest.raises(CsvFormatError, match=r"cannot tell the delimiter .* set the dataset.s dialect\.delimiter"):
+        clean_csv(b"region cases\nnorth 5\n", schema, source="spaced.csv")
+    strict_utf8 = CsvSchema("strict_utf8", schema.columns, dialect=Dialect(encoding="utf-8"))
+    with pytest.raises(CsvFormatError, match=r"not UTF-8 text .* set the dataset.s dialect\.encoding"):
+        clean_csv("region,cases\nZ\u00fcrich,5\n".encode("latin-1"), strict_utf8, source="strict_utf8.csv")
