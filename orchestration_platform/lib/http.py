@@ -18,9 +18,9 @@ The API extractor (async) and the CSV download (sync, via `read_sync`) share thi
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
+import os
 import re
 import ssl
 import threading
@@ -229,7 +229,8 @@ async def read_async(client: httpx.AsyncClient, url: str, limits: ReadLimits, *,
     guard: BodyGuard | None = None
     try:
         async with asyncio.timeout(limits.deadline_s):
-            async with client.stream("GET", url, params=params, headers=headers) as response:
+            async with client.stream("GET", url, params=params, headers=headers,
+                                     timeout=httpx.Timeout(limits.read_timeout_s, pool=None)) as response:
                 ok = response.status_code < 300
                 buffer = bytearray()
                 if ok and check is not None:
@@ -277,22 +278,50 @@ def client_options(limits: ReadLimits, *, max_connections: int = 10) -> dict[str
     }
 
 
+class _SharedLoop:
+    """One event loop in a daemon thread per process, and its clients: synchronous callers (the CSV
+    download's threads) share connections, and every read keeps the hard asyncio deadline."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.clients: dict[int, httpx.AsyncClient] = {}  # by max_redirects, a client-wide httpx setting
+        threading.Thread(target=self.loop.run_forever, name="bounded-http", daemon=True).start()
+
+    def client(self, limits: ReadLimits) -> httpx.AsyncClient:  # on the loop's thread only
+        if limits.max_redirects not in self.clients:
+            self.clients[limits.max_redirects] = httpx.AsyncClient(**client_options(limits, max_connections=32))
+        return self.clients[limits.max_redirects]
+
+
+_SHARED: _SharedLoop | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_loop() -> _SharedLoop:
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None or _SHARED.pid != os.getpid():  # a forked child has the object, not the thread
+            _SHARED = _SharedLoop()
+        return _SHARED
+
+
 def read_sync(url: str, limits: ReadLimits, **kwargs: Any) -> Answer:
-    """`read_async` from synchronous code (its own client and event loop, so the deadline is a hard one)."""
+    """`read_async` from synchronous code, on the process's shared loop (so the deadline is a hard one).
+
+    `check` and `sink` run on that loop's thread; each call's own, so they need no locking.
+    """
+    shared = _shared_loop()
 
     async def run() -> Answer:
-        async with httpx.AsyncClient(**client_options(limits, max_connections=1)) as client:
-            return await read_async(client, url, limits, **kwargs)
+        return await read_async(shared.client(limits), url, limits, **kwargs)
 
-    in_async_code = True
+    future = asyncio.run_coroutine_threadsafe(run(), shared.loop)
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        in_async_code = False
-    if not in_async_code:
-        return asyncio.run(run())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:  # called from async code: own thread
-        return pool.submit(asyncio.run, run()).result()
+        return future.result()
+    except BaseException:
+        future.cancel()  # interrupted (KeyboardInterrupt, a cancelled step): stop the read too
+        raise
 
 
 # --- JSON with a depth limit -------------------------------------------------------------------------
