@@ -86,3 +86,39 @@ def test_a_corrupted_hour_fails_its_blocking_check_and_is_kept_out_of_training(
     with psycopg.connect(ml_env["postgres_url"]) as conn:
         training_rows = load_labelled_features(conn, DAY, DAY + timedelta(hours=2))
     assert set(training_rows["hour"]) == {DAY + timedelta(hours=1)}
+
+
+def test_a_transaction_sent_twice_is_one_feature_row(kafka_bootstrap, ml_env, ml_resources, instance):
+    generator = EventGenerator(seed=33)
+    pairs = [generator.transaction(DAY + timedelta(seconds=30 * i)) for i in range(20)]
+    resent = dict(pairs[0][0], event_id="ev-resent-with-a-new-id")  # the same charge, sent again
+    produce_events(kafka_bootstrap, ml_env["topic"], [event for event, _ in pairs] + [pairs[1][0], resent])
+    flow.consume(ml_resources, instance)
+    flow.compute_hour(ml_resources, instance, DAY)
+    flow.compute_hour(ml_resources, instance, DAY)  # and the replace keeps it so
+    rows = _hour_rows(ml_env["postgres_url"], DAY)
+    assert sorted(r[0] for r in rows) == sorted(event["transaction_id"] for event, _ in pairs)
+
+
+def test_a_store_created_before_the_hour_index_is_migrated(ml_env):
+    from orchestration_platform.lib.ml.event_store import ensure_schema
+    from orchestration_platform.lib.ml.features import ensure_feature_schema
+
+    with psycopg.connect(ml_env["postgres_url"], autocommit=True) as conn:
+        ensure_schema(conn)
+        conn.execute(  # the previous shape, keyed by (hour, transaction_id)
+            "CREATE TABLE ml.transaction_features (hour timestamptz NOT NULL, transaction_id text NOT NULL, "
+            "occurred_at timestamptz NOT NULL, card_id text NOT NULL, amount double precision, "
+            "log_amount double precision, hour_of_day int, is_online int, is_cross_border int, "
+            "is_risky_category int, card_tx_count_hour int, card_amount_ratio double precision, "
+            "is_fraud boolean, PRIMARY KEY (hour, transaction_id))"
+        )
+        conn.execute("INSERT INTO ml.transaction_features (hour, transaction_id, occurred_at, card_id) "
+                     "VALUES (now(), 'tx-kept', now(), 'card-1')")  # fmt: skip
+        ensure_feature_schema(conn)
+        indexes = {
+            r[0]
+            for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'transaction_features'")
+        }
+        kept = conn.execute("SELECT transaction_id FROM ml.transaction_features").fetchall()
+    assert indexes == {"transaction_features_hour"} and kept == [("tx-kept",)]

@@ -47,9 +47,13 @@ CREATE TABLE IF NOT EXISTS ml.transaction_features (
     hour timestamptz NOT NULL, transaction_id text NOT NULL, occurred_at timestamptz NOT NULL,
     card_id text NOT NULL, amount double precision, log_amount double precision, hour_of_day int,
     is_online int, is_cross_border int, is_risky_category int, card_tx_count_hour int,
-    card_amount_ratio double precision, is_fraud boolean,
-    PRIMARY KEY (hour, transaction_id)
+    card_amount_ratio double precision, is_fraud boolean
 );
+-- One row per (hour, transaction_id) by construction (the hour's query keeps one row per transaction).
+-- A unique key here made every re-write check each new row against the hour's just-deleted ones
+-- (1.6-1.8x a plain COPY); the hour index is all that reads and the replace need.
+ALTER TABLE ml.transaction_features DROP CONSTRAINT IF EXISTS transaction_features_pkey;
+CREATE INDEX IF NOT EXISTS transaction_features_hour ON ml.transaction_features (hour);
 ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS rows int;
 ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS labelled int;
 ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS mean_log_amount double precision;
@@ -57,16 +61,16 @@ ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS online_rate double precisi
 ALTER TABLE ml.feature_hours ADD COLUMN IF NOT EXISTS checks_passed boolean;
 """
 
-# The latest label wins; a transaction sent twice (same event_id) counts once. Instants leave as UTC text.
+# The latest label wins; a transaction sent twice (resent, or with a new event_id) counts once. Instants leave as UTC text.
 _HOUR_EVENTS = """
-SELECT DISTINCT ON (t.event_id) t.transaction_id, t.occurred_at AT TIME ZONE 'UTC' AS occurred_at, t.card_id,
+SELECT DISTINCT ON (t.transaction_id) t.transaction_id, t.occurred_at AT TIME ZONE 'UTC' AS occurred_at, t.card_id,
        t.merchant_category, t.amount,
        t.card_country, t.merchant_country, t.channel,
        (SELECT l.is_fraud FROM ml.labels l WHERE l.transaction_id = t.transaction_id
         ORDER BY l.labeled_at DESC, l.kafka_offset DESC LIMIT 1) AS is_fraud
 FROM ml.transactions t
 WHERE t.occurred_at >= %s AND t.occurred_at < %s
-ORDER BY t.event_id, t.kafka_offset
+ORDER BY t.transaction_id, t.kafka_partition, t.kafka_offset
 """
 
 
@@ -120,7 +124,8 @@ def ensure_feature_schema(conn: psycopg.Connection) -> None:
     from orchestration_platform.lib.ml.event_store import ensure_schema
 
     ensure_schema(conn)
-    if conn.execute("SELECT to_regclass('ml.transaction_features')").fetchone()[0]:
+    # The hour index is the newest part of the schema: its presence means the DDL (and its migration) ran.
+    if conn.execute("SELECT to_regclass('ml.transaction_features_hour')").fetchone()[0]:
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ml.features.schema'))")
