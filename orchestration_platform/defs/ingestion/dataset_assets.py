@@ -109,7 +109,10 @@ def _raw_metadata(files: dict, partitions: list[str], manifest_path) -> dict:
 
 
 def build_raw_asset(spec: DatasetSpec, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    shown_source = spec.url_template + (f" (or ${spec.url_template_env} when set)" if spec.url_template_env else "")
+    from orchestration_platform.lib.url_redaction import redact_url
+
+    shown_source = redact_url(spec.url_template) + (
+        f" (or ${spec.url_template_env} when set)" if spec.url_template_env else "")
 
     @dg.asset(
         key=raw_key(spec.name),
