@@ -10,7 +10,7 @@ import pytest
 from orchestration_platform.components.api_endpoint_assets import build_api_etl_defs
 from orchestration_platform.defs.api_etl.sources import ApiSourcesResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
-from orchestration_platform.defs.shared.trigger_rules import all_done, all_success
+from orchestration_platform.defs.shared.trigger_rules import all_done, all_success, any_upstream_failed
 from orchestration_platform.lib.api_etl.derived_tables import parse_derived_tables
 from orchestration_platform_tests.api_etl.conftest import CUSTOMERS, ORDERS, make_config
 
@@ -119,3 +119,35 @@ def test_the_derived_tables_are_built_from_the_published_tables(use_fresh_databa
     rows = {e.asset_key.path[-1]: e.materialization.metadata["dagster/row_count"].value
             for e in result.get_asset_materialization_events()}
     assert rows == {"both": query("SELECT count(*) FROM api.both")[0][0], "either": 2}
+
+
+def test_none_failed_holds_back_when_an_upstream_failed_after_succeeding():
+    calls = {"fail": False}
+
+    @dg.asset
+    def flaky() -> None:
+        """Fails while told to."""
+        if calls["fail"]:
+            raise RuntimeError("source down")
+
+    @dg.asset
+    def steady() -> None:
+        """Always succeeds."""
+
+    upstreams = [flaky.key, steady.key]
+
+    @dg.asset(deps=[flaky, steady], automation_condition=all_success(upstreams))
+    def all_succeeded() -> None:
+        """Airflow ALL_SUCCESS."""
+
+    @dg.asset(deps=[flaky, steady], automation_condition=all_success(upstreams) & ~any_upstream_failed())
+    def none_failed() -> None:
+        """Airflow NONE_FAILED: as ALL_SUCCESS, and no upstream's latest run failed."""
+
+    with dg.instance_for_test() as instance:
+        tick = Ticks([flaky, steady, all_succeeded, none_failed], instance)
+        assert tick() == set()
+        assert dg.materialize([flaky, steady], instance=instance).success
+        calls["fail"] = True
+        assert not dg.materialize([flaky], instance=instance, raise_on_error=False).success
+        assert tick() == {"all_succeeded"}  # both succeeded since it last ran; flaky's latest run then failed
