@@ -173,7 +173,8 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 await _respond(parts.path, query, writer, headers)
                 if writer.is_closing():
                     return
-    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, IndexError):
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, IndexError,
+            asyncio.CancelledError):  # cancelled: the server is stopping
         pass
     finally:
         with contextlib.suppress(Exception):

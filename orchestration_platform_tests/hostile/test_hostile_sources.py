@@ -29,7 +29,11 @@ DEADLINE_S = 2.0
 CAP = 32 * 1024 * 1024  # bytes; the servers below send GBs or never stop
 LIMITS = {"deadline_s": DEADLINE_S, "max_response_bytes": CAP}
 WALL_BOUND_S = 2 * DEADLINE_S + 6  # two attempts of a transient failure, the backoff, a loaded machine
-MEMORY_BOUND = 200 * 1024 * 1024  # peak RSS growth of the process during the read
+# Peak RSS growth of the process during the read. The API path keeps one answer to parse it (up to the cap);
+# the CSV download streams to disk. Measured: API 7-42 MiB, CSV 5-9 MiB, while the servers send GBs.
+SLACK = 64 * 1024 * 1024
+API_MEMORY_BOUND = CAP + SLACK
+CSV_MEMORY_BOUND = SLACK
 
 TOO_LARGE = f"response exceeded max_response_bytes={CAP}"
 DEADLINE = f"no complete answer within deadline_s={DEADLINE_S:g}s"
@@ -98,7 +102,7 @@ def test_api_endpoint_fails_with_a_named_error_in_bounded_time_and_memory(case: 
         assert fragment in outcome["error"], outcome
     assert (RETRIED in outcome["error"]) == transient  # permanent failures are not retried
     assert outcome["seconds"] < WALL_BOUND_S, outcome
-    assert outcome["rss_growth"] < MEMORY_BOUND, outcome
+    assert outcome["rss_growth"] < API_MEMORY_BOUND, outcome
 
 
 @pytest.mark.parametrize("case", CSV_CASES)
@@ -113,7 +117,7 @@ def test_csv_download_fails_with_a_named_error_in_bounded_time_and_memory(case: 
         assert fragment in outcome["error"], outcome
     assert not outcome["dest_exists"] and not outcome["part_left"]  # nothing half-written is left behind
     assert outcome["seconds"] < WALL_BOUND_S, outcome
-    assert outcome["rss_growth"] < MEMORY_BOUND, outcome
+    assert outcome["rss_growth"] < CSV_MEMORY_BOUND, outcome
 
 
 def test_without_settings_the_default_cap_stops_a_bomb(hostile: str, fresh_database: str) -> None:
@@ -123,7 +127,7 @@ def test_without_settings_the_default_cap_stops_a_bomb(hostile: str, fresh_datab
     assert outcome["kind"] == "too_large"
     assert ("endpoint 'hostile': response exceeded max_response_bytes=268435456 inflated, after 269 MB; "
             "fix: paginate the endpoint or raise max_response_bytes") in outcome["error"]
-    assert outcome["rss_growth"] < 268435456 + MEMORY_BOUND, outcome
+    assert outcome["rss_growth"] < 268435456 + SLACK, outcome
 
 
 def test_secrets_never_reach_the_message(hostile: str, tmp_path: Path) -> None:

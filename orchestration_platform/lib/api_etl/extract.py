@@ -245,7 +245,7 @@ class Extractor:
         try:
             records = get_path(body, endpoint.records_path)
         except KeyError as error:
-            raise PermanentError(f"records_path {endpoint.records_path!r} not in the response from {url}: {error.args[0]}",
+            raise PermanentError(f"records_path {endpoint.records_path!r} not in the response from {shown_url(url)}: {error.args[0]}",
                                  kind="records_path") from None
         if not isinstance(records, list):
             raise PermanentError(f"records_path {endpoint.records_path or '(body)'!r} is a {type(records).__name__}, "
@@ -365,7 +365,7 @@ class Extractor:
             # The next link carries every query param already.
             next_url, page_params = (urljoin(str(response.url), link), None) if link else (None, None)
             if next_url in seen:
-                raise PermanentError(f"Link rel=next {next_url} repeated: the API is looping", kind="pagination")
+                raise PermanentError(f"Link rel=next {shown_url(next_url)} repeated: the API is looping", kind="pagination")
             if next_url:
                 seen.add(next_url)
                 self._check_page_budget(endpoint, result.pages + 1)

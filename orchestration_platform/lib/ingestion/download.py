@@ -1,9 +1,12 @@
 """Download one CSV file (http(s) or file://) to a local path, retrying transient failures.
 
-Transient (retried with exponential backoff, honouring `Retry-After`): timeouts, connection
-errors and resets, bodies cut short, HTTP 408/429/500/502/503/504. Permanent (fails at once with
-a clear `DownloadError`): 404 and other 4xx, a missing local file, content that is not CSV
-(HTML, JSON, binary). The file lands atomically (written to `*.part`, then renamed) with its
+Every attempt reads through the bounded layer (lib/http.py): a total deadline per file, a cap
+on its size as received and as inflated, at most 5 redirects and only to http(s).
+Transient (retried with exponential backoff, honouring `Retry-After`): timeouts, a missed deadline,
+connection errors and resets, bodies cut short (a lying Content-Length), HTTP 408/429/500/502/503/504.
+Permanent (fails at once with a clear `DownloadError`): 404 and other 4xx, a missing local file,
+content that is not CSV (HTML, JSON, binary), a file over `max_response_bytes`, a redirect loop or
+a redirect to another scheme. The file lands atomically (written to `*.part`, then renamed) with its
 SHA-256 and size, so a failed download never replaces a good raw file.
 """
 
