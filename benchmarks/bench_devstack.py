@@ -133,6 +133,7 @@ def run() -> list[BenchResult]:
     state = harness.state_dir(env)
     base_url = f"http://127.0.0.1:{env['DAGSTER_PORT']}"
     zone = LandingZone(state / "data" / "landing", state / "data" / "warehouse.sqlite")
+    load_before = os.getloadavg()[0]  # other work on the machine shows in every figure below
     started = time.monotonic()
     proc = harness.start(env, with_dagster=True)
     try:
@@ -185,7 +186,7 @@ def run() -> list[BenchResult]:
     for r in runs:
         by_job[r["jobName"]] = by_job.get(r["jobName"], 0) + 1
     soak_notes = (
-        f"fresh stack, demo producer 20 tx/s + 6 past hours, {SOAK_S:.0f} s after the UI answered "
+        f"machine load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at the end; fresh stack, demo producer 20 tx/s + 6 past hours, {SOAK_S:.0f} s after the UI answered "
         f"({ui_up_s:.0f} s after start), then the producer stopped and the queue drained in {drain_s:.0f} s; "
         f"runs by job: {', '.join(f'{k} {v}' for k, v in sorted(by_job.items()))}; failed: "
         f"{'; '.join(map(_describe, failed)) or 'none'}; retried: "
@@ -215,9 +216,9 @@ def run() -> list[BenchResult]:
     rows.append(BenchResult(
         name="landing-zone drop -> rows in the warehouse, startup vs idle", ours=max(startup_drops),
         anchor=med(idle_drops), unit="s", anchor_name="the same drop on the idle stack",
-        target="<= 20 s under startup load", target_ok=lambda r: max(startup_drops) <= 20,
-        notes=f"startup drops {', '.join(f'{s:.1f}' for s in startup_drops)} s (as the UI answered, then after "
-              f"the page rounds); idle {', '.join(f'{s:.1f}' for s in idle_drops)} s; was 106 s vs 5 s",
+        notes=f"startup: the worse of 2 drops ({', '.join(f'{s:.1f}' for s in startup_drops)} s: as the UI "
+              f"answered, then after the page rounds); idle: median of {', '.join(f'{s:.1f}' for s in idle_drops)}"
+              " s; issue 9 measured 106 s vs 5 s (ratio 21)",
     ))
     rows.append(BenchResult(
         name="Ctrl-C (SIGINT) to every process of make dev gone", ours=stop_s, anchor=10.0, unit="s",
