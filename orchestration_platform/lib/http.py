@@ -229,6 +229,8 @@ async def read_async(client: httpx.AsyncClient, url: str, limits: ReadLimits, *,
     guard: BodyGuard | None = None
     try:
         async with asyncio.timeout(limits.deadline_s):
+            # Only what BodyGuard inflates (httpx would also offer br/zstd when their packages are installed).
+            headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
             async with client.stream("GET", url, params=params, headers=headers,
                                      timeout=httpx.Timeout(limits.read_timeout_s, pool=None)) as response:
                 ok = response.status_code < 300
