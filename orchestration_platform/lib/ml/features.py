@@ -168,11 +168,19 @@ def load_hour_events(conn: psycopg.Connection, hour: datetime) -> tuple[pd.DataF
 
 
 def _copy_csv(frame: pd.DataFrame) -> bytes:
-    """The frame as COPY CSV, written by Arrow in C++ (NaN and None become NULL, instants end in Z)."""
+    """The frame as COPY CSV, written by Arrow in C++ (NaN and None become NULL).
+
+    Instants are written as UTC wall time without an offset (Arrow formats zoned timestamps 5x slower):
+    the COPY runs with `SET LOCAL TimeZone = 'UTC'`.
+    """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    for index, column in enumerate(table.schema):
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            utc = table.column(index).cast(pa.timestamp(column.type.unit))  # same instants, no zone
+            table = table.set_column(index, column.name, utc)
     sink = pa.BufferOutputStream()
     pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False))
     return sink.getvalue().to_pybytes()
@@ -211,6 +219,7 @@ def write_hour_features(
     labelled = int(events["is_fraud"].notna().sum()) if len(events) else 0
     frauds = int((events["is_fraud"] == True).sum()) if len(events) else 0  # noqa: E712 (nullable column)
     with conn.transaction():
+        conn.execute("SET LOCAL TimeZone = 'UTC'")  # the COPY rows carry UTC instants without an offset
         replaced = conn.execute("DELETE FROM ml.transaction_features WHERE hour = %s", (start,)).rowcount
         with conn.cursor().copy(
             f"COPY ml.transaction_features ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
