@@ -130,3 +130,19 @@ def wait_for_no_survivors(snapshot: dict[int, int], timeout: float) -> dict[int,
 
 def dev(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, "dev", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def processes_mentioning(marks: tuple[str, ...]) -> dict[int, str]:
+    """Live processes whose command line contains one of `marks` (a state directory, a port): PID -> command."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X") and any(mark in command for mark in marks):
+            found[int(entry.name)] = command
+    return found

@@ -166,3 +166,18 @@ def test_a_second_dev_up_refuses_while_a_stack_runs(stack_env) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
+
+
+def test_a_stop_signal_while_the_stack_starts_leaves_nothing_behind(stack_env) -> None:
+    proc = harness.start(stack_env, with_dagster=True)
+    deadline = time.monotonic() + 60
+    while "postgres" not in {r.name for r in harness.read_records(stack_env)} and time.monotonic() < deadline:
+        assert proc.poll() is None, harness.output(stack_env)
+        time.sleep(0.05)
+    snapshot = harness.every_process(harness.read_records(stack_env))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, harness.output(stack_env)
+    assert harness.wait_for_no_survivors(snapshot, timeout=5) == {}
+    marks = (str(harness.state_dir(stack_env)), f":{stack_env['KAFKA_PORT']}", f"--port {stack_env['SERVING_PORT']}")
+    assert [p for p in harness.ports(stack_env) if port_is_open(p)] == []
+    assert harness.processes_mentioning(marks) == {}
