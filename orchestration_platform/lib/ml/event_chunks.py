@@ -73,29 +73,27 @@ _TRANSACTION_HOURS = (
     "SELECT date_trunc('hour', occurred_at) FROM ml.transactions "
     "WHERE topic = %s AND kafka_partition = %s AND kafka_offset BETWEEN %s AND %s"
 )
-_LABEL_HOURS = (
-    "SELECT date_trunc('hour', t.occurred_at) FROM ml.labels l JOIN ml.transactions t USING (transaction_id) "
-    "WHERE l.topic = %s AND l.kafka_partition = %s AND l.kafka_offset BETWEEN %s AND %s"
-)
 
 
 def _mark_hours(cursor: psycopg.Cursor, topic: str, chunk: Chunk) -> set[datetime]:
-    """Mark the hours this chunk changed, in ONE statement and in hour order.
+    """Mark the hours this chunk's transactions changed, in ONE statement and in hour order; leave the
+    labels' offset ranges for `event_store.mark_label_hours` (their hours need a lookup per label).
 
     Consumers of other partitions mark the same hours concurrently: taking the row locks in one sorted
     pass means two of them can wait for each other, never deadlock.
     """
+    if chunk.labels:
+        cursor.executemany(
+            "INSERT INTO ml.labels_to_mark (topic, kafka_partition, low, high) VALUES (%s, %s, %s, %s)",
+            [(topic, partition, low, high) for partition, (low, high) in sorted(chunk.ranges.items())],
+        )
+    if not chunk.transactions:
+        return set()
     parts, params = [], []
     for partition, (low, high) in sorted(chunk.ranges.items()):
-        if chunk.transactions:
-            parts.append(_TRANSACTION_HOURS)
-            params += [topic, partition, low, high]
-        if chunk.labels:
-            parts.append(_LABEL_HOURS)
-            params += [topic, partition, low, high]
-    if not parts:
-        return set()
-    changed = " UNION ".join(parts)
+        parts.append(_TRANSACTION_HOURS)
+        params += [topic, partition, low, high]
+    changed = " UNION ALL ".join(parts)
     rows = cursor.execute(
         f"INSERT INTO ml.feature_hours (hour) SELECT DISTINCT hour FROM ({changed}) AS changed(hour) ORDER BY hour "
         "ON CONFLICT (hour) DO UPDATE SET change_seq = ml.feature_hours.change_seq + 1 RETURNING hour",

@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS ml.feature_hours (
     hour timestamptz PRIMARY KEY, change_seq bigint NOT NULL DEFAULT 1,
     computed_seq bigint, computed_at timestamptz
 );
+-- Offset ranges with labels whose transactions' hours are not marked yet (see mark_label_hours).
+CREATE TABLE IF NOT EXISTS ml.labels_to_mark (
+    topic text NOT NULL, kafka_partition int NOT NULL, low bigint NOT NULL, high bigint NOT NULL
+);
 """
 
 
@@ -82,11 +86,38 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     Every function here expects an autocommit connection: each `conn.transaction()` is then a real
     transaction that commits at its end, and no lock outlives it.
     """
-    if conn.execute("SELECT to_regclass('ml.feature_hours')").fetchone()[0]:
+    if conn.execute("SELECT to_regclass('ml.labels_to_mark')").fetchone()[0]:  # the newest table
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('ml.schema'))")
         conn.execute(SCHEMA_DDL)
+
+
+def mark_label_hours(conn: psycopg.Connection) -> set:
+    """Mark the hours of the transactions that stored labels refer to; returns the hours marked.
+
+    A label's hour is its transaction's, found by one index probe per label: ~1.7 s of PostgreSQL per
+    500k labels, which the consumer does not pay in its transaction. The consumer records the labels'
+    offset ranges (in the same transaction as the labels), and whoever asks which hours are stale
+    resolves them first, in one transaction: a label is never forgotten, at worst its hour is
+    recomputed once more than needed.
+    """
+    with conn.transaction():
+        ranges = conn.execute(
+            "DELETE FROM ml.labels_to_mark RETURNING topic, kafka_partition, low, high"
+        ).fetchall()
+        if not ranges:
+            return set()
+        rows = conn.execute(
+            "INSERT INTO ml.feature_hours (hour) SELECT DISTINCT date_trunc('hour', t.occurred_at) AS hour "
+            "FROM ml.labels l JOIN ml.transactions t USING (transaction_id) "
+            "JOIN unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[]) AS r(topic, kafka_partition, low, high) "
+            "ON l.topic = r.topic AND l.kafka_partition = r.kafka_partition AND l.kafka_offset BETWEEN r.low AND r.high "
+            "ORDER BY hour ON CONFLICT (hour) DO UPDATE SET change_seq = ml.feature_hours.change_seq + 1 "
+            "RETURNING hour",
+            [list(column) for column in zip(*ranges, strict=True)],
+        ).fetchall()
+    return {row[0] for row in rows}
 
 
 def stored_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:

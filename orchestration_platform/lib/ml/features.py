@@ -141,6 +141,9 @@ def load_hour_events(conn: psycopg.Connection, hour: datetime) -> tuple[pd.DataF
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
+    from orchestration_platform.lib.ml.event_store import mark_label_hours
+
+    mark_label_hours(conn)  # labels stored so far count as seen by this computation, not as a change after it
     start, end = hour_bounds(hour)
     row = conn.execute("SELECT change_seq FROM ml.feature_hours WHERE hour = %s", (start,)).fetchone()
     change_seq = row[0] if row else 0
@@ -241,7 +244,13 @@ def write_hour_features(
 def stale_hours(
     conn: psycopg.Connection, closed_before: datetime, limit: int = 48
 ) -> list[tuple[datetime, int]]:
-    """Closed hours whose events changed after their features were computed (or never computed)."""
+    """Closed hours whose events changed after their features were computed (or never computed).
+
+    Labels stored since the last call mark their transactions' hours first (`mark_label_hours`).
+    """
+    from orchestration_platform.lib.ml.event_store import mark_label_hours
+
+    mark_label_hours(conn)
     return [
         (hour, seq)
         for hour, seq in conn.execute(
