@@ -16,7 +16,7 @@ from orchestration_platform.settings import REPO_ROOT
 
 CLI = [sys.executable, "-m", "orchestration_platform.cli"]
 MAKE_DEV = ["make", "--no-print-directory", "-o", "install", "dev"]  # -o install: never reinstall in a test
-EVERY_PROCESS = {"stack", "watchdog", "postgres", "kafka", "events", "serving"}
+EVERY_PROCESS = {"stack", "watchdog", "postgres", "kafka", "events", "serving", "review"}
 
 
 def stack_env(name: str) -> dict[str, str]:
@@ -31,6 +31,7 @@ def stack_env(name: str) -> dict[str, str]:
         SOURCES_PORT=str(free_port()),
         KAFKA_PORT=str(free_port()),
         SERVING_PORT=str(free_port()),
+        REVIEW_PORT=str(free_port()),
         EVENTS_HISTORY_HOURS="1",
     )
     return env
@@ -41,7 +42,7 @@ def state_dir(env: dict[str, str]) -> Path:
 
 
 def ports(env: dict[str, str]) -> list[int]:
-    return [int(env[k]) for k in ("DAGSTER_PORT", "SOURCES_PORT", "KAFKA_PORT", "SERVING_PORT")]
+    return [int(env[k]) for k in ("DAGSTER_PORT", "SOURCES_PORT", "KAFKA_PORT", "SERVING_PORT", "REVIEW_PORT")]
 
 
 def start(env: dict[str, str], *, with_dagster: bool, via_make: bool = False) -> subprocess.Popen:
