@@ -181,3 +181,14 @@ def test_a_stop_signal_while_the_stack_starts_leaves_nothing_behind(stack_env) -
     marks = (str(harness.state_dir(stack_env)), f":{stack_env['KAFKA_PORT']}", f"--port {stack_env['SERVING_PORT']}")
     assert [p for p in harness.ports(stack_env) if port_is_open(p)] == []
     assert harness.processes_mentioning(marks) == {}
+
+
+def test_dev_down_from_another_shell_stops_a_running_stack(stack_env) -> None:
+    proc = harness.start(stack_env, with_dagster=False)
+    records = harness.wait_until_up(stack_env, proc, with_dagster=False)
+    snapshot = harness.every_process(records)
+    down = harness.dev(stack_env, "down")
+    assert down.returncode == 0 and down.stdout.startswith("local stack: stopped (stack, "), down.stdout + down.stderr
+    assert proc.wait(timeout=30) == 0
+    assert harness.wait_for_no_survivors(snapshot, timeout=5) == {}
+    assert harness.dev(stack_env, "status").stdout.strip() == "local stack: not running"
