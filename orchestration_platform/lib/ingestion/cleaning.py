@@ -26,8 +26,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from orchestration_platform.lib.ingestion.csv_layout import CsvFormatError, Dialect, find_layout
+from orchestration_platform.lib.ingestion.schema import (
+    DAILY_CASES,
+    DROP_REASONS,
+    NULL_TOKENS,
+    Column,
+    CsvSchema,
+)
 from orchestration_platform.lib.ingestion.typed_values import (
-    DateRules,
     parse_boolean,
     parse_date,
     parse_decimal_text,
@@ -38,10 +44,6 @@ from orchestration_platform.lib.ingestion.typed_values import (
 
 __all__ = ["DAILY_CASES", "CleanedCsv", "Column", "CsvFormatError", "CsvSchema", "Dialect", "clean_csv"]
 
-COLUMN_TYPES = ("integer", "float", "numeric", "text", "boolean", "date", "timestamp")
-DUPLICATE_POLICIES = ("drop_exact", "keep_last", "fail")
-DROP_REASONS = ("malformed_row", "missing_required", "bad_number", "bad_date", "bad_boolean", "duplicate")
-NULL_TOKENS = ("", "na", "n/a", "null", "none", "nan", "-")
 BAD_REASON = {"integer": "bad_number", "float": "bad_number", "numeric": "bad_number", "date": "bad_date",
               "timestamp": "bad_date", "boolean": "bad_boolean"}
 ARROW_TYPES = {"integer": pa.int64(), "float": pa.float64(), "numeric": pa.string(), "text": pa.string(),
@@ -53,60 +55,6 @@ def _null_set(tokens: tuple[str, ...]) -> pa.Array:
 
 
 DEFAULT_NULLS = _null_set(NULL_TOKENS)
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str  # one of COLUMN_TYPES (`int` is read as `integer`)
-    required: bool = True
-    aliases: tuple[str, ...] = ()
-    null_tokens: tuple[str, ...] | None = None  # None: NULL_TOKENS
-    dates: DateRules = field(default_factory=DateRules)
-
-    @property
-    def type(self) -> str:
-        return "integer" if self.kind == "int" else self.kind
-
-
-@dataclass(frozen=True)
-class CsvSchema:
-    """The columns a dataset carries; `key` identifies a row (unique per partition)."""
-
-    name: str
-    columns: tuple[Column, ...]
-    key: tuple[str, ...] | str | None = None
-    dialect: Dialect = field(default_factory=Dialect)
-    duplicates: str = "drop_exact"
-    keep_last_by: str | None = None
-    allow_header_only: bool = False
-
-    @property
-    def key_columns(self) -> tuple[str, ...]:
-        return (self.key,) if isinstance(self.key, str) else tuple(self.key or ())
-
-    @property
-    def required(self) -> list[str]:
-        return [c.name for c in self.columns if c.required]
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-
-DAILY_CASES = CsvSchema(
-    name="daily_cases",
-    columns=(
-        Column("report_id", "integer"),
-        Column("region", "text"),
-        Column("reported_at", "timestamp"),
-        Column("confirmed_cases", "integer"),
-        Column("deaths", "integer", required=False),
-        Column("notes", "text", required=False),
-    ),
-    key="report_id",
-    dialect=Dialect(delimiter=",", encoding="utf-8"),
-)
 
 
 @dataclass

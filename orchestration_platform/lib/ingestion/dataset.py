@@ -13,7 +13,7 @@ import re
 import string
 from dataclasses import dataclass, field
 
-from orchestration_platform.lib.ingestion.cleaning import (
+from orchestration_platform.lib.ingestion.schema import (
     CsvSchema,
 )
 

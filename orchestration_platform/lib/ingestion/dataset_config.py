@@ -11,7 +11,6 @@ import string
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestration_platform.lib.ingestion.cleaning import COLUMN_TYPES, DUPLICATE_POLICIES, Column, CsvSchema
 from orchestration_platform.lib.ingestion.csv_layout import DELIMITERS, Dialect
 from orchestration_platform.lib.ingestion.dataset import (
     CADENCES,
@@ -23,7 +22,13 @@ from orchestration_platform.lib.ingestion.dataset import (
     Quality,
     partition_from_file_name,
 )
-from orchestration_platform.lib.ingestion.typed_values import DateRules
+from orchestration_platform.lib.ingestion.schema import (
+    COLUMN_TYPES,
+    DUPLICATE_POLICIES,
+    Column,
+    CsvSchema,
+    DateRules,
+)
 
 RESERVED = {"row_key", "partition_date", "partition_key"}
 HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")

@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestration_platform.lib.ingestion.cleaning import CsvSchema
+from orchestration_platform.lib.ingestion.schema import CsvSchema
 from orchestration_platform.lib.ingestion.warehouse import (
     TableSpec,
     Warehouse,

@@ -10,11 +10,11 @@ A day that does not exist (02/30) is rejected, never rolled over into March.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from orchestration_platform.lib.ingestion.schema import DateRules
 
 EPOCH_SECONDS = r"^\d{9,11}$"
 WHOLE_NUMBER = r"^[+-]?\d{1,18}$"
@@ -44,16 +44,6 @@ FAMILIES_DAY_FIRST = (
     (2, "/", (("%d/%m/%Y %H:%M", (0, 2), None), ("%d/%m/%Y", (0, 2), None))),
     FAMILIES_MONTH_FIRST[2],
 )
-
-
-@dataclass(frozen=True)
-class DateRules:
-    """How a date/timestamp column is read (from the YAML)."""
-
-    formats: tuple[str, ...] | None = None  # None: auto
-    day_first: bool = False
-    year_pivot: int = 70  # two-digit years below it are 20yy, the others 19yy
-    timezone: str = "UTC"  # of naive values
 
 
 def _null_text() -> pa.Scalar:
