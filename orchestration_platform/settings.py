@@ -10,11 +10,11 @@ an environment variable listed here; nothing is changed by editing code.
 | POSTGRES_URL | PostgreSQL for API tables, events, features, registry (secret) | set by the dev stack |
 | KAFKA_BOOTSTRAP_SERVERS | Kafka brokers for the ML events | `127.0.0.1:19092` |
 | DEMO_SOURCES_URL | the local demo sources server | `http://127.0.0.1:8765` |
-| INGESTION_CSV_URL_TEMPLATE | daily CSV URL, `{date}` is the partition (`YYYY-MM-DD`) | demo server's daily cases |
-| INGESTION_START_DATE | first daily partition | `2026-01-01` |
+| INGESTION_CSV_URL_TEMPLATE | the demo dataset's CSV URL (its `url_template_env` in defs/ingestion/datasets/defs.yaml) | demo server's daily cases |
+| INGESTION_START_DATE | the demo dataset's first daily partition (read by its defs.yaml) | `2026-01-01` |
 | INGESTION_WAREHOUSE_URL | `sqlite:///path` (default) or a `postgresql://` URL | `sqlite:///<data>/warehouse.sqlite` |
 | INGESTION_LANDING_ZONE | directory watched for dropped CSV files | `<data>/landing` |
-| API_ENDPOINTS_CONFIG | YAML file that lists the API endpoints | the packaged demo config |
+| API_ENDPOINTS_CONFIG | another endpoints YAML file, replacing the lists in defs/api_etl/endpoints/defs.yaml | unset |
 | MODEL_SERVING_URL | the model-serving HTTP app | `http://127.0.0.1:8780` |
 | ALERT_WEBHOOK_URL | run-failure alerts go here (secret; unset = log only) | unset |
 | ML_EVENTS_TOPIC | Kafka topic of the payment events | `payments` |
@@ -73,11 +73,8 @@ class Settings:
     data_dir: Path
     sources_url: str
     kafka_bootstrap_servers: str
-    csv_url_template: str
-    ingestion_start_date: str
     warehouse_url: str
     landing_zone: Path
-    api_endpoints_config: Path
     serving_url: str
     ml_events_topic: str = "payments"
     ml_features_start: str = "2026-01-01-00:00"
@@ -117,13 +114,8 @@ def get_settings() -> Settings:
         data_dir=data_dir,
         sources_url=sources_url,
         kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA),
-        csv_url_template=_env("INGESTION_CSV_URL_TEMPLATE", f"{sources_url}/csv/daily_cases/{{date}}.csv"),
-        ingestion_start_date=_env("INGESTION_START_DATE", "2026-01-01"),
         warehouse_url=_env("INGESTION_WAREHOUSE_URL", f"sqlite:///{data_dir / 'warehouse.sqlite'}"),
         landing_zone=Path(_env("INGESTION_LANDING_ZONE", str(data_dir / "landing"))).expanduser(),
-        api_endpoints_config=Path(
-            _env("API_ENDPOINTS_CONFIG", str(PACKAGE_DIR / "config" / "endpoints.yaml"))
-        ).expanduser(),
         serving_url=_env("MODEL_SERVING_URL", DEFAULT_SERVING_URL).rstrip("/"),
         ml_events_topic=_env("ML_EVENTS_TOPIC", "payments"),
         ml_features_start=_env("ML_FEATURES_START", "2026-01-01-00:00"),
