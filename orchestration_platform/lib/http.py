@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import os
 import re
@@ -230,6 +231,7 @@ async def read_async(client: httpx.AsyncClient, url: str, limits: ReadLimits, *,
     try:
         async with asyncio.timeout(limits.deadline_s):
             # Only what BodyGuard inflates (httpx would also offer br/zstd when their packages are installed).
+            _CALLER_HEADERS.set((_origin(httpx.URL(url)), tuple(headers or ())))
             headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
             async with client.stream("GET", url, params=params, headers=headers,
                                      timeout=httpx.Timeout(limits.read_timeout_s, pool=None)) as response:
@@ -261,6 +263,24 @@ async def read_async(client: httpx.AsyncClient, url: str, limits: ReadLimits, *,
     return Answer(response, bytes(buffer), guard.received, guard.inflated, time.monotonic() - started)
 
 
+# The caller's own headers (an API key, a bearer token) and the origin they were meant for, per read: httpx
+# drops only `Authorization` when a redirect leaves the origin, so a custom `X-Api-Key` would follow it.
+_CALLER_HEADERS: contextvars.ContextVar[tuple[tuple[str, str, int | None], tuple[str, ...]] | None] = (
+    contextvars.ContextVar("caller_headers", default=None))
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+async def _keep_caller_headers_on_origin(request: httpx.Request) -> None:
+    """Request hook: on a redirect to another origin, the caller's headers are not sent along."""
+    caller = _CALLER_HEADERS.get()
+    if caller is not None and _origin(request.url) != caller[0]:
+        for name in caller[1]:
+            request.headers.pop(name, None)
+
+
 _SSL_CONTEXT: ssl.SSLContext | None = None
 _SSL_LOCK = threading.Lock()
 
@@ -277,6 +297,7 @@ def client_options(limits: ReadLimits, *, max_connections: int = 10) -> dict[str
         "max_redirects": limits.max_redirects,
         "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         "verify": _SSL_CONTEXT,
+        "event_hooks": {"request": [_keep_caller_headers_on_origin]},
     }
 
 
