@@ -18,8 +18,8 @@ command -v go >/dev/null || { echo "install-sso: Go is missing (Go 1.26 is on th
 mkdir -p "$CACHE"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-# One package at a time, low priority: the machine has 2 cores shared with the test session.
-GOBIN="$WORK" CGO_ENABLED=0 nice -n 19 go install -p 1 -trimpath \
+# Low priority: `make test` may build this while other work runs on the machine.
+GOBIN="$WORK" CGO_ENABLED=0 nice -n 19 go install -trimpath \
     -ldflags "-s -w -X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION=$OAUTH2_PROXY_VERSION" \
     "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION"
 install -m 0755 "$WORK/oauth2-proxy" "$BIN.tmp.$$"

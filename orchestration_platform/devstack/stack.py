@@ -54,6 +54,7 @@ class StackPorts:
     sources: int = 8765
     kafka: int = 19092
     serving: int = 8780
+    review: int = 8790
 
     @classmethod
     def from_env(cls) -> StackPorts:
@@ -68,6 +69,7 @@ class StackPorts:
             sources=port("SOURCES_PORT", cls.sources),
             kafka=port("KAFKA_PORT", cls.kafka),
             serving=port("SERVING_PORT", cls.serving),
+            review=port("REVIEW_PORT", cls.review),
         )
 
 
@@ -260,7 +262,8 @@ def start_dev_processes(
     ensure_port_free(ports.serving, "model serving", "SERVING_PORT")
     env["MODEL_SERVING_URL"] = f"http://127.0.0.1:{ports.serving}"
     # The review page, deciding as a labelled development identity (refused when DAGSTER_DEPLOYMENT=prod).
-    review_port = os.environ.get("REVIEW_PORT", "8790")
+    ensure_port_free(ports.review, "the review page", "REVIEW_PORT")
+    review_port = ports.review
     env["REVIEW_PAGE_URL"] = f"http://127.0.0.1:{review_port}"
     env["REVIEW_DEV_USER"] = os.environ.get("REVIEW_DEV_USER", "").strip() or "dev-reviewer"
     cli = str(Path(sys.executable).parent / "orchestration-platform")
@@ -276,7 +279,7 @@ def start_dev_processes(
             os.environ.get("EVENTS_HISTORY_HOURS", "6"),
         ],
         "serving": [cli, "serve", "--port", str(ports.serving)],
-        "review": [cli, "review", "--port", review_port],
+        "review": [cli, "review", "--port", str(review_port)],
     }
     started: list[subprocess.Popen] = []
     for name, command in commands.items():

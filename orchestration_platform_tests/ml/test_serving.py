@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from orchestration_platform.devstack.events import EventGenerator
+from orchestration_platform.lib.ml.approval_policy import Reviewer
 from orchestration_platform.lib.ml.approvals import ApprovalError, decide, request_approval
 from orchestration_platform.lib.ml.features import compute_features
 from orchestration_platform.lib.ml.model_registry import ModelRegistry
@@ -36,7 +37,7 @@ def _register_approved(ml_env: dict, seed: int) -> tuple[ModelRegistry, str, str
         request_approval(conn, model_name=registry.model_name, version=registered.version,
                          fingerprint=registered.fingerprint, ttl=timedelta(hours=1), metrics={})  # fmt: skip
         decide(conn, model_name=registry.model_name, version=registered.version, decision="approve",
-               reviewer="alice", source="cli")  # fmt: skip
+               reviewer=Reviewer("alice", via="os-user"), source="cli")  # fmt: skip
     return registry, registered.version, registered.fingerprint
 
 
