@@ -101,7 +101,40 @@ def _measure(endpoints_in_file: bool) -> tuple[float, float]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+FLOOR_LOAD = "from floor.definitions import defs; d = defs(); d.get_repository_def()"
+
+
+def make_floor_project(root: Path) -> None:
+    """The smallest project `load_from_defs_folder` loads: one asset in one module under `defs/`. What it costs
+    beyond `import dagster` is Dagster's own share of every load (defs-folder walk, component registry JSON)."""
+    (root / "pyproject.toml").write_text('[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\n'
+                                         'root_module = "floor"\ndefs_module = "floor.defs"\n')
+    defs = root / "floor" / "defs"
+    defs.mkdir(parents=True)
+    (root / "floor" / "__init__.py").write_text("")
+    (defs / "__init__.py").write_text("")
+    (defs / "assets.py").write_text("import dagster as dg\n\n\n@dg.asset\ndef one() -> None:\n    pass\n")
+    (root / "floor" / "definitions.py").write_text(
+        "from pathlib import Path\n\nimport dagster as dg\n\n\n@dg.definitions\ndef defs():\n"
+        "    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)\n")
+
+
+def _measure_floor() -> tuple[float, float]:
+    root = Path(tempfile.mkdtemp(prefix="op-bench-floor-", dir="/tmp"))
+    try:
+        make_floor_project(root)
+        _seconds(FLOOR_LOAD, root)
+        floor, anchor = [], []
+        for _ in range(REPEATS):
+            floor.append(_seconds(FLOOR_LOAD, root))
+            anchor.append(_seconds("import dagster", root))
+        return min(floor), min(anchor)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def run() -> list[BenchResult]:
+    floor, floor_anchor = _measure_floor()
     inline, inline_anchor = _measure(endpoints_in_file=False)
     in_file, in_file_anchor = _measure(endpoints_in_file=True)
     notes = (f"a fresh process imports the code location, builds every component and the repository "
@@ -113,4 +146,8 @@ def run() -> list[BenchResult]:
         BenchResult(name=f"the same, {ENDPOINTS} endpoints in an endpoints_file", ours=in_file, anchor=in_file_anchor,
                     unit="s", anchor_name='python -c "import dagster"', target="<= 1.3", target_ok=lambda r: r <= 1.3,
                     notes=notes + "; endpoints read with libyaml instead of dg's position-tracking parser"),
+        BenchResult(name="Dagster's floor: load_from_defs_folder of a one-asset project", ours=floor,
+                    anchor=floor_anchor, unit="s", anchor_name='python -c "import dagster"', target=None,
+                    notes=f"no project code: what any defs-folder project pays beyond `import dagster`; best of "
+                          f"{REPEATS}; ours minus this floor is the platform's own share of its load"),
     ]
