@@ -86,17 +86,21 @@ def _seconds(code: str, cwd: Path) -> float:
     return t["seconds"]
 
 
+def _best_alternating(load: str, root: Path) -> tuple[float, float]:
+    """Best time of `load` and best `import dagster`, alternating (other work only slows a run down)."""
+    _seconds(load, root)  # compile the generated modules once, as a deployed image has them compiled
+    ours, anchor = [], []
+    for _ in range(REPEATS):
+        ours.append(_seconds(load, root))
+        anchor.append(_seconds("import dagster", root))
+    return min(ours), min(anchor)
+
+
 def _measure(endpoints_in_file: bool) -> tuple[float, float]:
     """Best load time of the generated project and best `import dagster`, alternating."""
     root = Path(tempfile.mkdtemp(prefix="op-bench-defs-", dir="/tmp"))
     try:
-        load = LOAD.format(root=str(root), assets=make_project(root, endpoints_in_file))
-        _seconds(load, root)  # compile the generated modules once, as a deployed image has them compiled
-        ours, anchor = [], []
-        for _ in range(REPEATS):
-            ours.append(_seconds(load, root))
-            anchor.append(_seconds("import dagster", root))
-        return min(ours), min(anchor)
+        return _best_alternating(LOAD.format(root=str(root), assets=make_project(root, endpoints_in_file)), root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -123,12 +127,7 @@ def _measure_floor() -> tuple[float, float]:
     root = Path(tempfile.mkdtemp(prefix="op-bench-floor-", dir="/tmp"))
     try:
         make_floor_project(root)
-        _seconds(FLOOR_LOAD, root)
-        floor, anchor = [], []
-        for _ in range(REPEATS):
-            floor.append(_seconds(FLOOR_LOAD, root))
-            anchor.append(_seconds("import dagster", root))
-        return min(floor), min(anchor)
+        return _best_alternating(FLOOR_LOAD, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
