@@ -28,30 +28,13 @@ import dagster as dg
 import yaml
 from pydantic import Field
 
+from orchestration_platform.components.templates import TEMPLATES_ONLY
 from orchestration_platform.lib.api_etl.derived_tables import DerivedTableConfig, parse_derived_tables
 from orchestration_platform.lib.api_etl.endpoint_config import (
     EndpointConfigError,
     EndpointsConfig,
     parse_endpoints_config,
 )
-
-
-def _render_templates(context: dg.ResolutionContext, value: Any) -> Any:
-    """Render only the strings that hold a `{{ ... }}` template; every other value is kept as written.
-
-    Dagster's default resolution compiles every string of the YAML as a Jinja template (~1 ms each: 100
-    endpoints have ~2,000 strings) and turns strings such as "0.5" into numbers; this keeps both apart.
-    """
-    if isinstance(value, str):
-        return context.resolve_value(value) if "{{" in value or "{%" in value else value
-    if isinstance(value, dict):
-        return {key: _render_templates(context, item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_render_templates(context, item) for item in value]
-    return value
-
-
-TEMPLATES_ONLY = dg.Resolver(_render_templates)
 
 
 class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):

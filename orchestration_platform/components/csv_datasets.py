@@ -21,16 +21,18 @@ the dataset, the field, the value and the fix.
 
 # No `from __future__ import annotations`: Dagster inspects the `context` annotations at runtime.
 
-from typing import Any
+from typing import Annotated, Any
 
 import dagster as dg
 from pydantic import Field
+
+from orchestration_platform.components.templates import TEMPLATES_ONLY
 
 
 class CsvDatasets(dg.Component, dg.Model, dg.Resolvable):
     """CSV files published per day (or hour, week, month), cleaned into the ingestion warehouse."""
 
-    datasets: list[dict[str, Any]] = Field(
+    datasets: Annotated[list[dict[str, Any]], TEMPLATES_ONLY] = Field(
         default_factory=list,
         description="One entry per dataset: name, description, owners, tags, source, partitions, dialect, "
         "columns, key, duplicates, keep_last_by, allow_header_only, quality (see README).",
