@@ -8,6 +8,7 @@ naming the dataset, the field, the value and the fix. No Dagster import here.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import string
@@ -108,6 +109,7 @@ def format_url(template: str, partition_key: str, cadence: str = "daily") -> str
     return template.format(date=partition_time(partition_key, cadence))
 
 
+@functools.lru_cache(maxsize=1024)  # every pattern is tried against every other at load, and per landed file
 def _pattern_regex(pattern: str) -> tuple[re.Pattern, str]:
     """A landing file-name pattern (`*` = anything, `{date:FMT}`) as a regex, and the date format."""
     parts, date_format = [], None
