@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import resource
 import subprocess
 import time
 import uuid
@@ -48,6 +50,32 @@ def _raw_consume_seconds(bootstrap: str, topic: str, expected: int) -> float:
     seconds = time.perf_counter() - started
     consumer.close()
     return seconds
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of a process and its descendants, the exited ones it reaped included
+    (PostgreSQL backends end with their connection; the postmaster reaps them)."""
+    parents, ticks = {}, {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = sum(map(int, fields[11:15]))  # utime, stime, cutime, cstime
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += [child for child, parent in parents.items() if parent == pid and child not in tree]
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _psql(url: str, *commands: str) -> float:
@@ -115,16 +143,20 @@ def _events_rows(postgres, kafka, topic: str) -> tuple[list[BenchResult], str]:
         url = _database(postgres.url, f"bench_one_{attempt}")
         if attempt:
             profile.enable()
+        cpu = (_own_cpu_seconds(), _tree_cpu_seconds(postgres.pid), _tree_cpu_seconds(kafka.pid))
         stats = consume_batch(url, consumer_config(kafka.url, "bench-store"), topic,
                               max_messages=EVENTS, chunk_size=CHUNK)  # fmt: skip
         profile.disable()
+        cpu = (_own_cpu_seconds() - cpu[0], _tree_cpu_seconds(postgres.pid) - cpu[1],
+               _tree_cpu_seconds(kafka.pid) - cpu[2])  # fmt: skip
         assert stats.transactions + stats.labels == EVENTS, stats
         ours_runs.append(stats.seconds)
         if stats.seconds == min(ours_runs):
             split = (
                 f"where the time went: validate + COPY rows {stats.validate_seconds:.2f}s and waiting for "
                 f"PostgreSQL {stats.wait_seconds:.2f}s on the consumer thread, PostgreSQL (COPY, hour marks, "
-                f"offsets) {stats.store_seconds:.2f}s on the writer thread"
+                f"offsets) {stats.store_seconds:.2f}s on the writer thread; CPU seconds: this process "
+                f"{cpu[0]:.2f} (profiler on: {bool(attempt)}), PostgreSQL {cpu[1]:.2f}, broker {cpu[2]:.2f}"
             )
     store_url = url
     # The anchor: psql \copy of the same rows (exported as CSV) into the same tables, best of 2.
@@ -133,9 +165,10 @@ def _events_rows(postgres, kafka, topic: str) -> tuple[list[BenchResult], str]:
     _psql(store_url, f"\\copy (SELECT {_TX_COLUMNS} FROM ml.transactions) TO '{tx_csv}' CSV",
           f"\\copy (SELECT {_LABEL_COLUMNS} FROM ml.labels) TO '{label_csv}' CSV")  # fmt: skip
     noop = min(_psql(store_url, "SELECT 1") for _ in range(3))  # psql's own start, taken off the anchor
-    copies = []
+    copies, copy_cpu = [], []
     for attempt in range(2):
         anchor_url = _database(postgres.url, f"bench_copy_{attempt}")
+        copy_cpu.append(_tree_cpu_seconds(postgres.pid))
         copies.append(
             _psql(
                 anchor_url,
@@ -144,6 +177,7 @@ def _events_rows(postgres, kafka, topic: str) -> tuple[list[BenchResult], str]:
             )
             - noop
         )
+        copy_cpu[-1] = _tree_cpu_seconds(postgres.pid) - copy_cpu[-1]
     tx_csv.unlink()
     label_csv.unlink()
     scaled = {
@@ -159,7 +193,8 @@ def _events_rows(postgres, kafka, topic: str) -> tuple[list[BenchResult], str]:
     anchors = (
         f"limit = slower of raw consume best of 3 ({min(raw):.2f}s; passes "
         f"{', '.join(f'{r:.2f}' for r in raw)}) and psql \\copy of the same rows into the same tables "
-        f"({min(copies):.2f}s best of 2, psql start {noop * 1000:.0f} ms taken off)"
+        f"({min(copies):.2f}s best of 2, psql start {noop * 1000:.0f} ms taken off; PostgreSQL CPU "
+        f"{min(copy_cpu):.2f}s)"
     )
     rows = [
         BenchResult(
