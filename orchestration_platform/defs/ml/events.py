@@ -22,7 +22,12 @@ payments_topic = dg.AssetSpec(
 
 class ConsumeConfig(dg.Config):
     max_messages: int = Field(default=500_000, gt=0, description="Most messages one run consumes.")
-    chunk_size: int = Field(default=20_000, gt=0, description="Messages per PostgreSQL transaction.")
+    chunk_size: int = Field(
+        default=20_000,
+        gt=0,
+        description="Messages per PostgreSQL transaction (a batch starts with 5,000 and doubles up to it, "
+        "and shrinks again towards the topic's end).",
+    )
     max_seconds: float = Field(
         default=60.0,
         gt=0,
