@@ -40,7 +40,7 @@ from orchestration_platform.lib.api_etl.endpoint_config import (
 class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):
     """JSON API endpoints published to PostgreSQL (write-audit-publish), plus SQL tables derived from them."""
 
-    endpoints_file: str | None = Field(
+    endpoints_file: Annotated[str | None, TEMPLATES_ONLY] = Field(
         default=None,
         description="A YAML file with `defaults`, `endpoints` and `tables`; when set (non-empty) it replaces the "
         "inline lists. Relative paths are relative to this defs.yaml's folder. Per deployment: "
@@ -49,9 +49,9 @@ class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):
     defaults: Annotated[dict[str, Any], TEMPLATES_ONLY] = Field(default_factory=dict, description="concurrency, rate limit, timeouts, retries")
     endpoints: Annotated[list[dict[str, Any]], TEMPLATES_ONLY] = Field(default_factory=list, description="one entry per endpoint (see README)")
     tables: Annotated[list[dict[str, Any]], TEMPLATES_ONLY] = Field(default_factory=list, description="SQL tables built from endpoint tables")
-    owners: list[str] = Field(default_factory=list, description="owners of every endpoint and table: emails or "
+    owners: Annotated[list[str], TEMPLATES_ONLY] = Field(default_factory=list, description="owners of every endpoint and table: emails or "
                               "`team:<name>` (shown in the UI, used to route alerts)")
-    schedule: str | None = Field(default="0 * * * *", description="cron of the `api_etl_hourly` schedule "
+    schedule: Annotated[str | None, TEMPLATES_ONLY] = Field(default="0 * * * *", description="cron of the `api_etl_hourly` schedule "
                                  "(created stopped); null for none")
 
     def load_config(self, source: str) -> tuple[EndpointsConfig, list[DerivedTableConfig]]:

@@ -37,7 +37,7 @@ class CsvDatasets(dg.Component, dg.Model, dg.Resolvable):
         description="One entry per dataset: name, description, owners, tags, source, partitions, dialect, "
         "columns, key, duplicates, keep_last_by, allow_header_only, quality (see README).",
     )
-    landing_zone_sensor: str = Field(
+    landing_zone_sensor: Annotated[str, TEMPLATES_ONLY] = Field(
         default="landing_zone_sensor",
         description="Name of the sensor that ingests files dropped into the landing zone for these datasets",
     )
