@@ -4,6 +4,12 @@ loaded in a fresh Python process the way a code server loads it, against `python
 A temporary copy of the package is generated (first on PYTHONPATH, so every import resolves to it) whose
 two component YAMLs declare 20 datasets (the demo dataset under 20 names) and 100 endpoints (plus the two
 derived tables); everything else (ml, sensors, resources) is the platform's own.
+
+Where the load's time went (Dec 2026, 2 cores): full garbage collections walking Dagster's import-time objects
+(~0.2 s, gone: `defs()` freezes them first), a Jinja compile per YAML string (~0.25 s, gone: only
+`{{ ... }}` strings are rendered, plain `env(...)` ones without Jinja). What remains above Dagster's floor is
+mostly Dagster's: its position-tracking YAML parser (~0.14 s for the inline lists; an endpoints_file is read
+with libyaml), the @asset decorator per asset (~1-3 ms each) and the per-component metadata rewrite.
 """
 
 from __future__ import annotations
