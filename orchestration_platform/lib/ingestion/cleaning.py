@@ -17,6 +17,7 @@ columns are found by name or alias; undeclared columns are ignored and listed in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -42,7 +43,8 @@ from orchestration_platform.lib.ingestion.typed_values import (
     parse_timestamp,
 )
 
-__all__ = ["DAILY_CASES", "CleanedCsv", "Column", "CsvFormatError", "CsvSchema", "Dialect", "clean_csv"]
+__all__ = ["DAILY_CASES", "CleanedCsv", "Column", "CsvFormatError", "CsvSchema", "Dialect", "clean_csv",
+           "clean_csv_slices"]
 
 BAD_REASON = {"integer": "bad_number", "float": "bad_number", "numeric": "bad_number", "date": "bad_date",
               "timestamp": "bad_date", "boolean": "bad_boolean"}
@@ -225,6 +227,19 @@ def _fail_on_repeated_keys(table: pa.Table, schema: CsvSchema, source: str) -> N
 
 def clean_csv(raw: bytes, schema: CsvSchema = DAILY_CASES, *, source: str = "the CSV file") -> CleanedCsv:
     """Parse `raw` (bytes of one CSV file) and clean it as the module docstring says."""
+    result, slices = clean_csv_slices(raw, schema, source=source, slice_rows=None)
+    tables = list(slices)
+    result.table = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+    return result
+
+
+def clean_csv_slices(raw: bytes, schema: CsvSchema = DAILY_CASES, *, source: str = "the CSV file",
+                     slice_rows: int | None = 250_000) -> tuple[CleanedCsv, Iterator[pa.Table]]:
+    """`clean_csv` as a stream: the cleaned rows in order, slice by slice, so a loader can write one slice
+    while the next is cleaned. The same rows as `clean_csv`; the counts in the returned `CleanedCsv` are
+    complete once the iterator is exhausted (`table` stays None). The file is read and checked here,
+    so a `CsvFormatError` is raised by this call, not while iterating. Slices are used when duplicates are
+    `drop_exact` with a one-column key (a row's fate then depends on earlier rows only); else one slice."""
     declared = [(c.name, c.aliases, c.required) for c in schema.columns]
     layout = find_layout(raw, schema.dialect, declared, schema.name, source)
     body = layout.data.find(b"\n", layout.start) + 1
@@ -239,16 +254,64 @@ def clean_csv(raw: bytes, schema: CsvSchema = DAILY_CASES, *, source: str = "the
     result = CleanedCsv(rows_in=table.num_rows + malformed, extra_columns=layout.extra, header=layout.header,
                         encoding=layout.encoding, delimiter=layout.delimiter)
     result.dropped["malformed_row"] = malformed
-    typed, hits, keep, result.nulled_values = _clean_slice(table, schema, layout.decimal_comma)
+    streamed = (slice_rows is not None and schema.duplicates == "drop_exact" and len(schema.key_columns) == 1
+                and table.num_rows > slice_rows)
+    if not streamed:  # cleaned now, so every error is raised by this call
+        cleaned = _clean_rows(table, schema, layout.decimal_comma, result)
+        if schema.duplicates == "fail":
+            _fail_on_repeated_keys(cleaned, schema, source)
+        duplicates = _duplicate_mask(cleaned, schema)
+        result.dropped["duplicate"] = int(duplicates.sum())
+        if result.dropped["duplicate"]:
+            cleaned = cleaned.filter(pa.array(~duplicates))
+        cleaned = cleaned.combine_chunks()
+        result.rows_out = cleaned.num_rows
+        return result, iter([cleaned])
+    return result, _stream(table, schema, layout.decimal_comma, result, slice_rows)
+
+
+def _clean_rows(table: pa.Table, schema: CsvSchema, decimal_comma: bool, result: CleanedCsv) -> pa.Table:
+    """The rows of `table` that are not dropped for a missing or bad value; their counts added to `result`."""
+    typed, hits, keep, nulled = _clean_slice(table, schema, decimal_comma)
+    result.nulled_values += nulled
     for reason, hit in hits.items():
-        result.dropped[reason] = int(hit.sum())
-    cleaned = typed.filter(pa.array(keep))
-    if schema.duplicates == "fail":
-        _fail_on_repeated_keys(cleaned, schema, source)
-    duplicates = _duplicate_mask(cleaned, schema)
-    result.dropped["duplicate"] = int(duplicates.sum())
-    if result.dropped["duplicate"]:
-        cleaned = cleaned.filter(pa.array(~duplicates))
-    result.table = cleaned.combine_chunks()
-    result.rows_out = result.table.num_rows
-    return result
+        result.dropped[reason] += int(hit.sum())
+    return typed.filter(pa.array(keep))
+
+
+def _stream(table: pa.Table, schema: CsvSchema, decimal_comma: bool, result: CleanedCsv,
+            slice_rows: int) -> Iterator[pa.Table]:
+    """Slices of cleaned rows; a row equal to an earlier one (in this or an earlier slice) is dropped."""
+    (key,) = schema.key_columns
+    earlier: list[pa.Table] = []  # the rows kept so far, slice by slice
+    for start in range(0, table.num_rows, slice_rows):
+        cleaned = _clean_rows(table.slice(start, slice_rows), schema, decimal_comma, result)
+        duplicates = _duplicate_mask(cleaned, schema)  # within the slice: the first of equal rows stays
+        if earlier:  # rows whose key was seen before are compared in full with those earlier rows
+            seen_keys = pa.concat_arrays([t[key].combine_chunks() for t in earlier])
+            again = pc.is_in(cleaned[key], value_set=seen_keys, skip_nulls=False).to_numpy(zero_copy_only=False)
+            again &= ~duplicates
+            if again.any():
+                duplicates |= _equal_to_earlier(cleaned, again, earlier, key)
+        result.dropped["duplicate"] += int(duplicates.sum())
+        kept = (cleaned.filter(pa.array(~duplicates)) if duplicates.any() else cleaned).combine_chunks()
+        earlier.append(kept)
+        result.rows_out += kept.num_rows
+        yield kept
+
+
+def _equal_to_earlier(cleaned: pa.Table, again: np.ndarray, earlier: list[pa.Table], key: str) -> np.ndarray:
+    """True for the rows flagged in `again` that equal, in every column, a row of an earlier slice."""
+    rows = pa.array(np.flatnonzero(again))
+    candidates = cleaned.take(rows)
+    keys = candidates[key].combine_chunks()
+    before = pa.concat_tables([t.filter(pc.is_in(t[key], value_set=keys, skip_nulls=False)) for t in earlier])
+    numbered = candidates.append_column("__row", pa.array(np.arange(len(rows), dtype=np.int64)))
+    numbered_before = before.select(cleaned.column_names).append_column(
+        "__row", pa.array(np.full(before.num_rows, -1, dtype=np.int64)))
+    groups = pa.concat_tables([numbered, numbered_before]).group_by(
+        cleaned.column_names, use_threads=False).aggregate([("__row", "min"), ("__row", "list")])
+    equal = pc.list_flatten(groups.filter(pc.less(groups["__row_min"], 0))["__row_list"]).to_numpy()
+    mask = np.zeros(cleaned.num_rows, dtype=bool)
+    mask[rows.to_numpy()[equal[equal >= 0]]] = True
+    return mask

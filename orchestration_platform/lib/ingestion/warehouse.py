@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +205,8 @@ class Warehouse:
     def replace_partitions(self, spec: TableSpec, batches: Mapping[str, PartitionRows]) -> dict[str, int]:
         """Replace each partition's rows, all in one transaction. Returns rows written per partition.
 
-        A partition's rows are one Arrow table or an iterable of tables (loaded one after another).
+        A partition's rows are one Arrow table or an iterable of tables (loaded one after another; in SQLite
+        the next table is taken from the iterable while the previous one is being inserted).
         """
         if self.dialect == "sqlite":
             return self._replace_sqlite(spec, batches)
@@ -218,22 +220,37 @@ class Warehouse:
             self._check_schema(conn, spec)
             cursor = conn.cursor()
             cursor.execute("BEGIN IMMEDIATE")
+            # The ADBC insert runs in C without the GIL: while it writes one table in the writer thread, this
+            # thread takes the next from the iterable (e.g. cleans the next slice). One insert at a time, in order.
+            writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ingest")
+            pending: Future | None = None
             try:
                 for partition, rows in batches.items():
                     low, high = partition_bounds(partition)
+                    if pending is not None:
+                        pending.result()
+                        pending = None
                     cursor.execute(f'DELETE FROM "{spec.name}" WHERE row_key BETWEEN ? AND ?', (low, high))
                     day = partition  # validated by partition_bounds
                     next_key = low
                     for table in _tables(spec, partition, rows):
                         if table.num_rows:  # Arrow columns bound in C by the ADBC driver: no Python row objects
-                            cursor.adbc_ingest(spec.name, _sqlite_batch(spec, day, next_key, table), mode="append")
+                            batch = _sqlite_batch(spec, day, next_key, table)
+                            if pending is not None:
+                                pending.result()
+                            pending = writer.submit(cursor.adbc_ingest, spec.name, batch, mode="append")
                         next_key += table.num_rows
                     written[partition] = next_key - low
+                if pending is not None:
+                    pending.result()
                 cursor.execute("COMMIT")
             except BaseException:
+                if pending is not None:
+                    wait([pending])
                 cursor.execute("ROLLBACK")
                 raise
             finally:
+                writer.shutdown(wait=True)
                 cursor.close()
         return written
 
