@@ -106,8 +106,8 @@ def _utc_hours(events: Iterable) -> list[datetime]:
 class Chunk:
     """One transaction's worth: CSV rows for COPY, the offset range per partition, dead letters."""
 
-    transactions_csv: bytes | memoryview
-    labels_csv: bytes | memoryview
+    transactions_csv: list  # COPY rows in parts (bytes-like), one per slice; a part has no final newline
+    labels_csv: list
     transactions: int
     labels: int
     ranges: dict[int, tuple[int, int]]
@@ -139,10 +139,10 @@ def _csv(
     if b"\\" not in encoded:
         lines = encoded.replace(b"],[", b"\n")
         if lines.count(b"\n") == len(rows) - 1:  # no newline in a value (escaped), so no `],[` in one
-            return memoryview(lines)[2:-2]  # COPY takes the last line without its newline; no copy here
+            return memoryview(lines)[2:-2]  # without the last newline (the writer adds it): no copy here
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode()
+    return memoryview(buffer.getvalue().encode())[:-1]
 
 
 def validate_chunk(
@@ -155,7 +155,32 @@ def validate_chunk(
     return chunk
 
 
+# Messages validated per C call. A call into msgspec holds the GIL throughout (50 ms for 50k events), and the
+# writer thread needs the GIL each time the socket to PostgreSQL drains: slices keep PostgreSQL fed.
+SLICE = 5_000
+
+
 def _validate_chunk(topic: str, messages: list, next_offsets: dict[int, int]) -> Chunk:
+    chunk = Chunk([], [], 0, 0, {}, [], [], next_offsets)
+    hours: set[datetime] = set()
+    for start in range(0, len(messages), SLICE):
+        part = _validate_slice(topic, messages[start : start + SLICE])
+        if part.transactions:
+            chunk.transactions_csv += part.transactions_csv
+        if part.labels:
+            chunk.labels_csv += part.labels_csv
+        chunk.transactions += part.transactions
+        chunk.labels += part.labels
+        for partition, (low, high) in part.ranges.items():
+            known = chunk.ranges.get(partition, (low, high))
+            chunk.ranges[partition] = (min(known[0], low), max(known[1], high))
+        chunk.dead += part.dead
+        hours.update(part.hours)
+    chunk.hours = sorted(hours)
+    return chunk
+
+
+def _validate_slice(topic: str, messages: list) -> Chunk:
     values = [m.value() for m in messages]
     partitions = list(map(Message.partition, messages))
     offsets = list(map(Message.offset, messages))
@@ -195,21 +220,23 @@ def _validate_chunk(topic: str, messages: list, next_offsets: dict[int, int]) ->
     last = dict(zip(partitions, offsets, strict=True))
     ranges = {partition: (first[partition], last[partition]) for partition in last}
     return Chunk(
-        transactions_csv=_csv(
-            compress(events, is_transaction),
-            topic,
-            compress(partitions, is_transaction),
-            compress(offsets, is_transaction),
-        ),
-        labels_csv=_csv(
-            compress(events, is_label), topic, compress(partitions, is_label), compress(offsets, is_label)
-        ),
+        transactions_csv=[
+            _csv(
+                compress(events, is_transaction),
+                topic,
+                compress(partitions, is_transaction),
+                compress(offsets, is_transaction),
+            )
+        ],
+        labels_csv=[
+            _csv(compress(events, is_label), topic, compress(partitions, is_label), compress(offsets, is_label))
+        ],
         transactions=is_transaction.count(True),
         labels=is_label.count(True),
         ranges=ranges,
         dead=dead,
         hours=_utc_hours(compress(events, is_transaction)),
-        next_offsets=next_offsets,
+        next_offsets={},
     )
 
 
@@ -221,10 +248,14 @@ def write_chunk(conn: psycopg.Connection, group: str, topic: str, chunk: Chunk, 
             with cursor.copy(
                 f"COPY ml.transactions ({_TRANSACTION_COLUMNS}) FROM STDIN (FORMAT csv)"
             ) as copy:
-                copy.write(chunk.transactions_csv)
+                for part in chunk.transactions_csv:
+                    copy.write(part)
+                    copy.write(b"\n")
         if chunk.labels:
             with cursor.copy(f"COPY ml.labels ({_LABEL_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(chunk.labels_csv)
+                for part in chunk.labels_csv:
+                    copy.write(part)
+                    copy.write(b"\n")
         hours = _mark_hours(cursor, topic, chunk)
         if chunk.dead:
             with cursor.copy(
