@@ -1,7 +1,8 @@
 """Daily CSV ingestion benchmarks (issues 2 and 8), on the demo dataset `daily_cases`.
 
 1. Clean + load a generated 1,000,000-row messy CSV into SQLite through the platform's code path
-   (`clean_csv` + `Warehouse.replace_partitions`) vs the sqlite3 shell's own `.import --csv` of the
+   (`clean_csv_slices` + `Warehouse.replace_partitions`, as the cleaned asset does: a slice is inserted
+   while the next is cleaned) vs the sqlite3 shell's own `.import --csv` of the
    same file with no cleaning at all. Naive pandas (`read_csv` + `to_sql`, no cleaning) beside it.
 2. A 365-partition backfill of the demo feed as ONE run (`dagster asset materialize
    --partition-range`, real HTTP to the demo server, default executor), wall time of the command.
@@ -48,7 +49,7 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
     import pandas as pd
 
     from orchestration_platform.devstack.sources.csv_feed import daily_cases_csv
-    from orchestration_platform.lib.ingestion.cleaning import clean_csv
+    from orchestration_platform.lib.ingestion.cleaning import clean_csv, clean_csv_slices
     from orchestration_platform.lib.ingestion.daily_cases import CLEANED_TABLE
     from orchestration_platform.lib.ingestion.warehouse import Warehouse
 
@@ -56,15 +57,16 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
     source.write_bytes(daily_cases_csv(dt.date(2026, 3, 1), rows=BIG_ROWS))
     ours, anchor, naive, clean_times, ours_cpu, anchor_cpu = [], [], [], [], [], []
     rows_out = 0
-    for attempt in range(3):
+    for attempt in range(5):  # alternating ours and the anchor: both see the same machine load
         db = work / f"ours{attempt}.sqlite"
         cpu_before = _cpu_seconds()
         with stopwatch() as t:
-            with stopwatch() as cleaning:
-                cleaned = clean_csv(source.read_bytes(), source=source.name)
-            Warehouse(f"sqlite:///{db}").replace_partitions(CLEANED_TABLE, {"2026-03-01": cleaned.table})
+            cleaned, slices = clean_csv_slices(source.read_bytes(), source=source.name)
+            Warehouse(f"sqlite:///{db}").replace_partitions(CLEANED_TABLE, {"2026-03-01": slices})
         ours_cpu.append(_cpu_seconds() - cpu_before)
         ours.append(t["seconds"])
+        with stopwatch() as cleaning:  # cleaning alone, unpipelined, for the notes
+            assert clean_csv(source.read_bytes(), source=source.name).rows_out == cleaned.rows_out
         clean_times.append(cleaning["seconds"])
         rows_out = cleaned.rows_out
 
@@ -75,10 +77,11 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
         anchor_cpu.append(_cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before)
         anchor.append(t["seconds"])
 
-        naive_db = work / f"naive{attempt}.sqlite"
-        with stopwatch() as t, sqlite3.connect(naive_db) as conn:
-            pd.read_csv(source).to_sql("daily_cases", conn, index=False)
-        naive.append(t["seconds"])
+        if attempt < 2:
+            naive_db = work / f"naive{attempt}.sqlite"
+            with stopwatch() as t, sqlite3.connect(naive_db) as conn:
+                pd.read_csv(source).to_sql("daily_cases", conn, index=False)
+            naive.append(t["seconds"])
     with sqlite3.connect(work / "ours0.sqlite") as conn:
         stored = conn.execute("SELECT count(*) FROM daily_cases").fetchone()[0]
     assert stored == rows_out, (stored, rows_out)
@@ -89,9 +92,10 @@ def bench_clean_and_load(work: Path) -> list[BenchResult]:
             name=f"clean + load {BIG_ROWS:,}-row messy CSV into SQLite",
             ours=_best(ours), anchor=_best(anchor), unit="s", anchor_name="sqlite3 .import --csv (no cleaning)",
             target="ratio <= 1.0 (goal 0.8)", target_ok=lambda r: r <= 1.0,
-            notes=f"{size_mb:.0f} MB, {rows_out:,} rows kept; best of 3; of ours, cleaning (parse, trim, 6 date "
-                  f"styles, types, dedupe) {_best(clean_times):.2f} s, the rest is the Arrow -> SQLite ADBC ingest in "
-                  f"one transaction; CPU seconds ours {_best(ours_cpu):.2f} (2 threads) vs anchor "
+            notes=f"{size_mb:.0f} MB, {rows_out:,} rows kept; best of 5, alternating with the anchor; cleaning "
+                  f"alone (parse, trim, 6 date styles, types, dedupe) {_best(clean_times):.2f} s; ours cleans in "
+                  "250k-row slices while the previous slice goes into SQLite (ADBC ingest, GIL released) in one "
+                  f"transaction; CPU seconds ours {_best(ours_cpu):.2f} (3 threads) vs anchor "
                   f"{_best(anchor_cpu):.2f} (1 thread); load average {load_avg:.1f} on {os.cpu_count()} cores "
                   f"while measured; naive pandas read_csv+to_sql (no cleaning): {_best(naive):.2f} s",
         ),

@@ -30,13 +30,13 @@ def cleaning_description(spec: DatasetSpec) -> str:
 def clean_partitions(context: dg.AssetExecutionContext, spec: DatasetSpec, warehouse: WarehouseResource,
                      files: IngestionFilesResource) -> dg.MaterializeResult:
     from orchestration_platform.defs.ingestion.dataset_assets import CHECK_DROP_RATE, CHECK_SCHEMA
-    from orchestration_platform.lib.ingestion.cleaning import DROP_REASONS, CsvFormatError, clean_csv
+    from orchestration_platform.lib.ingestion.cleaning import DROP_REASONS, CsvFormatError, clean_csv_slices
     from orchestration_platform.lib.ingestion.dataset_tables import table_spec
 
     partitions = context.partition_keys
     batches, rows_in, nulled, extra, errors = {}, 0, 0, {}, {}
     dropped = dict.fromkeys(DROP_REASONS, 0)
-    encodings = set()
+    encodings, results = set(), []
     for done, partition in enumerate(partitions, start=1):
         if done % PROGRESS_EVERY == 0:
             context.log.info(f"cleaned {done} of {len(partitions)} partition(s)")
@@ -45,18 +45,17 @@ def clean_partitions(context: dg.AssetExecutionContext, spec: DatasetSpec, wareh
             raise dg.Failure(f"dataset {spec.name!r}: no raw file for {partition} at {path}: materialize "
                              f"{'/'.join(['ingestion', spec.name, 'raw'])} for it first", allow_retries=False)
         try:
-            cleaned = clean_csv(path.read_bytes(), spec.schema, source=f"raw file {path.name}")
+            # slices: the warehouse writes one while the next is cleaned; counts are complete once written
+            cleaned, batches[partition] = clean_csv_slices(path.read_bytes(), spec.schema,
+                                                           source=f"raw file {path.name}")
         except CsvFormatError as error:
             errors[partition] = str(error)
             continue
-        batches[partition] = cleaned.table
+        results.append(cleaned)
         rows_in += cleaned.rows_in
-        nulled += cleaned.nulled_values
         encodings.add(cleaned.encoding)
         for column in cleaned.extra_columns:
             extra.setdefault(column, partition)
-        for reason, count in cleaned.dropped.items():
-            dropped[reason] += count
     if errors:  # nothing is written: the partitions of a run land together or not at all
         shown = "\n".join(f"{p}: {e}" for p, e in sorted(errors.items())[:5])
         raise dg.Failure(f"dataset {spec.name!r}: {len(errors)} of {len(partitions)} partition(s) cannot be "
@@ -64,6 +63,10 @@ def clean_partitions(context: dg.AssetExecutionContext, spec: DatasetSpec, wareh
     table = table_spec(spec.schema, spec.partitions.cadence)
     store = warehouse.get_warehouse()
     written = store.replace_partitions(table, batches)
+    for cleaned in results:
+        nulled += cleaned.nulled_values
+        for reason, count in cleaned.dropped.items():
+            dropped[reason] += count
     rows_out = sum(written.values())
     # duplicates are not lost data: the rate counts the rows dropped as unusable
     drop_rate = (rows_in - rows_out - dropped["duplicate"]) / rows_in if rows_in else 0.0
