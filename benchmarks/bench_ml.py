@@ -206,7 +206,8 @@ def _events_rows(postgres, kafka, topic: str) -> tuple[list[BenchResult], str]:
             target="<= 1.5 (goal 1.2)",
             target_ok=lambda ratio: ratio <= 1.5,
             notes=f"{EVENTS / min(ours_runs):,.0f} events/s, best of 2 ({', '.join(f'{s:.2f}' for s in ours_runs)}s); "
-            f"{anchors}; 4-partition topic, chunks of {CHUNK:,}; {split}; consumer-thread profile (2nd run): "
+            f"{anchors}; 4-partition topic, chunks of {CHUNK:,} (the first ones from 5,000, the last ones "
+            f"shrinking); {split}; consumer-thread profile (2nd run): "
             f"{hot_text}",
         )
     ]
