@@ -221,3 +221,36 @@ def test_stored_rows_are_exactly_the_events_sent_whatever_their_characters(kafka
             event["transaction_id"], event["card_id"], event["merchant_id"], event["merchant_category"],
             event["amount"], event["currency"], event["card_country"], event["merchant_country"], event["channel"],
         )  # fmt: skip
+
+
+def test_a_chunk_of_many_slices_keeps_poison_offsets_and_utc_hours(kafka_bootstrap, ml_env):
+    """A chunk is validated in slices of SLICE messages: poison in any slice goes to dead letters with its own
+    offset, the good events around it are stored once, and an event with a non-UTC offset marks its UTC hour."""
+    from datetime import UTC, datetime
+
+    from orchestration_platform.lib.ml.event_chunks import SLICE
+
+    events = generate_events(3 * SLICE, DAY, DAY + timedelta(hours=2), seed=21)
+    transactions = [e for e in events if e["schema"] == "payments.transaction/v1"]
+    shifted = dict(transactions[0], event_id="ev-shifted", transaction_id="tx-shifted",
+                   occurred_at="2026-03-02T09:45:00+05:30")  # 04:15 UTC  # fmt: skip
+    payloads = [json.dumps(e).encode() for e in events]
+    poison_at = [10, SLICE + 7, 2 * SLICE + 3]  # one in each slice of the first chunk
+    for at in reversed(poison_at):
+        payloads.insert(at, b"{not json")
+    payloads.insert(2 * SLICE + 100, json.dumps(shifted).encode())
+    produce_events(kafka_bootstrap, ml_env["topic"], payloads)
+    config = consumer_config(kafka_bootstrap, "slices-test", FAST_GROUP)
+    stats = consume_batch(ml_env["postgres_url"], config, ml_env["topic"], chunk_size=len(payloads))
+    assert stats.dead_letters == len(poison_at) and stats.lag == 0
+    assert stats.transactions + stats.labels == len(events) + 1
+    total, distinct, next_offsets = _stored(ml_env["postgres_url"])
+    assert total == distinct == len(events) + 1 and next_offsets == len(payloads)
+    with psycopg.connect(ml_env["postgres_url"]) as conn:
+        dead = [bytes(r[0]) for r in conn.execute("SELECT payload FROM ml.dead_letters")]
+        stored_at = conn.execute("SELECT occurred_at FROM ml.transactions WHERE event_id = 'ev-shifted'").fetchone()[0]
+        hours = {r[0] for r in conn.execute("SELECT hour FROM ml.feature_hours")}
+    assert dead == [b"{not json"] * len(poison_at)
+    assert stored_at == datetime(2026, 3, 2, 4, 15, tzinfo=UTC)
+    assert datetime(2026, 3, 2, 4, 0, tzinfo=UTC) in hours  # its UTC hour, not 09:00
+    assert datetime(2026, 3, 2, 9, 0, tzinfo=UTC) not in hours
