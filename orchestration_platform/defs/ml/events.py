@@ -5,6 +5,7 @@ from pydantic import Field
 
 from orchestration_platform.defs.ml.kafka import KafkaResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
+from orchestration_platform.defs.shared.retries import STEP_RETRY
 from orchestration_platform.defs.shared.run_limits import max_runtime_tags
 from orchestration_platform.settings import get_settings
 
@@ -53,7 +54,7 @@ class ConsumeConfig(dg.Config):
     kinds={"kafka", "postgres"},
     deps=[payments_topic],
     pool="ml_events_consumer",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),
+    retry_policy=STEP_RETRY,
 )
 def payment_events(
     context: dg.AssetExecutionContext, config: ConsumeConfig, kafka: KafkaResource, postgres: PostgresResource

@@ -6,6 +6,7 @@ import dagster as dg
 
 from orchestration_platform.defs.ml.events import payment_events
 from orchestration_platform.defs.shared.postgres import PostgresResource
+from orchestration_platform.defs.shared.retries import STEP_RETRY
 from orchestration_platform.defs.shared.run_limits import max_runtime_tags
 from orchestration_platform.settings import get_settings
 
@@ -21,6 +22,7 @@ hourly_partitions = dg.HourlyPartitionsDefinition(start_date=get_settings().ml_f
     kinds={"postgres", "pandas"},
     deps=[payment_events],
     partitions_def=hourly_partitions,
+    retry_policy=STEP_RETRY,
     check_specs=[
         dg.AssetCheckSpec(
             "no_null_features",
