@@ -357,12 +357,12 @@ def run_dev(ports: StackPorts, *, with_dagster: bool = True) -> int:
     return code
 
 
-def stop_process_group(child: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGINT to the child's process group (its own session), SIGKILL if it has not exited in time."""
+def stop_process_group(child: subprocess.Popen, timeout: float = 20, sig: int = signal.SIGINT) -> None:
+    """`sig` (SIGINT) to the child's process group (its own session), SIGKILL if it has not exited in time."""
     if child.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGINT)
+        os.killpg(child.pid, sig)
     try:
         child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -25,6 +25,7 @@ from orchestration_platform.defs.shared.alerts import AlertWebhookResource
 from orchestration_platform.defs.shared.postgres import PostgresResource
 from orchestration_platform.devstack.events import ensure_topic, generate_events, produce_events
 from orchestration_platform.devstack.services import free_port, wait_for_port
+from orchestration_platform.devstack.stack import stop_process_group
 
 # A fixed past day, so every hour used by the tests is closed and inside the hourly partitions.
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -116,13 +117,7 @@ class ServingProcess:
         return httpx.post(self.url + path, timeout=30, **kwargs)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_process_group(self.proc, timeout=15, sig=signal.SIGTERM)
 
 
 @pytest.fixture

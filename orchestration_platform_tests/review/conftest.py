@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestration_platform.devstack.services import free_port, wait_for_port
+from orchestration_platform.devstack.stack import stop_process_group
 from orchestration_platform_tests.ml.conftest import (  # noqa: F401  (fixtures)
     instance,
     ml_env,
@@ -54,13 +55,7 @@ class Process:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_process_group(self.proc, timeout=15, sig=signal.SIGTERM)
 
 
 def review_env(postgres_url: str, **extra: str) -> dict[str, str]:
