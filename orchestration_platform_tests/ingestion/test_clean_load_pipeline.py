@@ -6,13 +6,19 @@ import datetime as dt
 import random
 from collections.abc import Iterator
 
+import dataclasses
+
 import pyarrow as pa
 import pytest
 
 from orchestration_platform.devstack.sources.csv_feed import daily_cases_csv
-from orchestration_platform.lib.ingestion.cleaning import clean_csv, clean_csv_slices
+from orchestration_platform.lib.ingestion.cleaning import CsvFormatError, clean_csv, clean_csv_slices
 from orchestration_platform.lib.ingestion.daily_cases import CLEANED_TABLE
+from orchestration_platform.lib.ingestion.schema import DAILY_CASES, Column
 from orchestration_platform.lib.ingestion.warehouse import Warehouse
+
+# the demo dataset with its key read as text (codes, not numbers): the other way slices find earlier keys
+TEXT_KEYED = dataclasses.replace(DAILY_CASES, columns=(Column("report_id", "text"), *DAILY_CASES.columns[1:]))
 
 
 def _messy_file_with_far_duplicates(rows: int = 20_000) -> bytes:
@@ -24,11 +30,12 @@ def _messy_file_with_far_duplicates(rows: int = 20_000) -> bytes:
     return b"\n".join([header, *body]) + b"\n"
 
 
+@pytest.mark.parametrize("schema", [DAILY_CASES, TEXT_KEYED], ids=["integer key", "text key"])
 @pytest.mark.parametrize("slice_rows", [997, 4096])
-def test_sliced_cleaning_keeps_the_same_rows_and_counts(slice_rows: int) -> None:
+def test_sliced_cleaning_keeps_the_same_rows_and_counts(slice_rows: int, schema) -> None:
     raw = _messy_file_with_far_duplicates()
-    whole = clean_csv(raw, source="feed.csv")
-    result, slices = clean_csv_slices(raw, source="feed.csv", slice_rows=slice_rows)
+    whole = clean_csv(raw, schema, source="feed.csv")
+    result, slices = clean_csv_slices(raw, schema, source="feed.csv", slice_rows=slice_rows)
     tables = list(slices)
     assert len(tables) >= 3
     assert pa.concat_tables(tables).combine_chunks().equals(whole.table)
@@ -64,3 +71,25 @@ def test_a_failure_while_slices_stream_in_keeps_the_previous_rows(tmp_path) -> N
     with pytest.raises(OSError, match="disk went away"):
         store.replace_partitions(CLEANED_TABLE, {"2026-03-01": failing()})
     assert store.query("SELECT count(*), sum(report_id) FROM daily_cases") == before
+
+
+def test_ragged_rows_at_the_very_end_of_a_streamed_file_are_counted() -> None:
+    raw = _messy_file_with_far_duplicates() + b"1,north\n2,south\n"  # two rows with too few fields, last
+    whole = clean_csv(raw)
+    result, slices = clean_csv_slices(raw, slice_rows=997)
+    rows_out = sum(t.num_rows for t in slices)
+    assert result.dropped["malformed_row"] == whole.dropped["malformed_row"] >= 2
+    assert result.rows_in == whole.rows_in == rows_out + sum(result.dropped.values())
+
+
+def test_a_bad_byte_deep_in_a_streamed_file_fails_the_write_and_keeps_the_previous_rows(tmp_path) -> None:
+    store = Warehouse(f"sqlite:///{tmp_path / 'w.sqlite'}")
+    raw = daily_cases_csv(dt.date(2026, 3, 1), rows=200_000)  # 12 MB: the reader takes 4 MiB at a time
+    store.replace_partitions(CLEANED_TABLE, {"2026-03-01": clean_csv(raw).table})
+    before = store.query("SELECT count(*), min(report_id), max(report_id) FROM daily_cases")
+    cut = raw.index(b"\n", len(raw) * 9 // 10) + 1  # 90% into the file: long after the first slice was written
+    broken = raw[:cut] + b"99,caf\xe9,2026-03-01,1,0,\n" + raw[cut:]  # latin-1 in a file declared UTF-8
+    _, slices = clean_csv_slices(broken, source="feed.csv")  # the start reads fine
+    with pytest.raises(CsvFormatError, match=r"feed.csv: not UTF-8 text \(byte 0xe9 at line \d+.*dialect.encoding"):
+        store.replace_partitions(CLEANED_TABLE, {"2026-03-01": slices})
+    assert store.query("SELECT count(*), min(report_id), max(report_id) FROM daily_cases") == before

@@ -80,6 +80,17 @@ def test_the_mess_of_real_feeds_is_cleaned_and_every_drop_counted() -> None:
     assert result.rows_in == 12 and result.rows_in == result.rows_out + sum(result.dropped.values())
 
 
+def test_signed_and_grouped_whole_numbers_are_read_and_words_dropped() -> None:
+    body = ("1,north,2026-03-01,+5,+2,\n"  # a plus sign (Arrow alone refuses `+5`)
+            "2,north,2026-03-01,\"1,234\",-0,\n"  # a thousands separator
+            "3,north,2026-03-01,-7,1.5,\n"  # a negative count is a number; 1.5 deaths is not whole: nulled
+            "4,north,2026-03-01,twelve,1,\n")  # a word in a required number: dropped
+    result = _clean(body)
+    assert [(r["report_id"], r["confirmed_cases"], r["deaths"]) for r in _rows(result)] == [
+        (1, 5, 2), (2, 1234, 0), (3, -7, None)]
+    assert result.dropped["bad_number"] == 1 and result.nulled_values == 1
+
+
 @pytest.mark.parametrize("day", ["2025-01-01", "2026-02-28", "2026-07-04"])
 def test_demo_feed_days_clean_consistently(day: str) -> None:
     date = dt.date.fromisoformat(day)

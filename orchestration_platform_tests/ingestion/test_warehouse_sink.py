@@ -100,3 +100,20 @@ def test_a_partition_can_arrive_in_several_batches(warehouse: Warehouse) -> None
     written = warehouse.replace_partitions(CLEANED_TABLE, {"2026-05-01": iter([_batch([1, 2]), _batch([3])])})
     assert written == {"2026-05-01": 3}
     assert [r[1] for r in _stored(warehouse)] == [1, 2, 3]
+
+
+def test_partitions_loaded_in_any_order_get_the_same_row_keys(tmp_path) -> None:
+    """SQLite numbers a partition's rows itself when nothing later is stored (the daily load), and the caller
+    numbers them when a later partition exists (a backfill): either way a day's rows are keyed
+    day ordinal * 2**32 + row number, so reads by day stay primary-key ranges."""
+    days = {"2026-05-01": _batch([1, 2, 3]), "2026-05-02": _batch([4, 5]), "2026-05-03": _batch([6])}
+    in_order = Warehouse(f"sqlite:///{tmp_path / 'in_order.sqlite'}")
+    for day, rows in days.items():
+        in_order.replace_partitions(CLEANED_TABLE, {day: rows})
+    shuffled = Warehouse(f"sqlite:///{tmp_path / 'shuffled.sqlite'}")
+    for day in ["2026-05-03", "2026-05-01", "2026-05-02", "2026-05-03", "2026-05-01"]:
+        shuffled.replace_partitions(CLEANED_TABLE, {day: days[day]})
+    query = "SELECT row_key, partition_date, report_id FROM daily_cases ORDER BY row_key"
+    assert in_order.query(query) == shuffled.query(query)
+    assert [key for key, *_ in shuffled.query(query)] == [
+        dt.date.fromisoformat(day).toordinal() * 2**32 + i for day, rows in days.items() for i in range(rows.num_rows)]

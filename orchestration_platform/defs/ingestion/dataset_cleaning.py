@@ -52,7 +52,6 @@ def clean_partitions(context: dg.AssetExecutionContext, spec: DatasetSpec, wareh
             errors[partition] = str(error)
             continue
         results.append(cleaned)
-        rows_in += cleaned.rows_in
         encodings.add(cleaned.encoding)
         for column in cleaned.extra_columns:
             extra.setdefault(column, partition)
@@ -62,8 +61,13 @@ def clean_partitions(context: dg.AssetExecutionContext, spec: DatasetSpec, wareh
                          f"cleaned:\n{shown}", allow_retries=False)
     table = table_spec(spec.schema, spec.partitions.cadence)
     store = warehouse.get_warehouse()
-    written = store.replace_partitions(table, batches)
-    for cleaned in results:
+    try:
+        written = store.replace_partitions(table, batches)
+    except CsvFormatError as error:  # a fault deep in a streamed file: the transaction rolled back
+        raise dg.Failure(f"dataset {spec.name!r}: a partition cannot be cleaned, nothing was written: {error}",
+                         allow_retries=False) from None
+    for cleaned in results:  # the counts are complete once the slices are written
+        rows_in += cleaned.rows_in
         nulled += cleaned.nulled_values
         for reason, count in cleaned.dropped.items():
             dropped[reason] += count

@@ -17,6 +17,7 @@ columns are found by name or alias; undeclared columns are ignored and listed in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from orchestration_platform.lib.ingestion.csv_layout import CsvFormatError, Dialect, find_layout
+from orchestration_platform.lib.ingestion.csv_layout import CsvFormatError, Dialect, Layout, find_layout
 from orchestration_platform.lib.ingestion.schema import (
     DAILY_CASES,
     DROP_REASONS,
@@ -79,34 +80,73 @@ def _as_nullable_text(column: pa.ChunkedArray, nulls: pa.Array) -> pa.ChunkedArr
     return pc.if_else(pc.is_in(trimmed, value_set=nulls), pa.scalar(None, pa.string()), trimmed)
 
 
-def _read_table(data: bytes, start: int, width: int, wanted: dict[str, int], schema: CsvSchema, delimiter: str,
-                source: str) -> tuple[pa.Table, int]:
-    malformed: list[int] = []
+BLOCK_BYTES = 4 << 20  # the reader parses 4 MiB at a time: a row may be up to this long
+FIRST_SLICE_ROWS = 65_536  # small, so the loader starts writing while the rest is still being read
+
+
+def _csv_error(error: pa.ArrowInvalid, data: bytes, source: str) -> CsvFormatError:
+    if "UTF8" in str(error):  # Arrow validates UTF-8 while converting; find the byte for the message
+        from orchestration_platform.lib.ingestion.csv_layout import utf8_error
+
+        return utf8_error(data, source) or CsvFormatError(f"{source}: {error}")
+    if "straddl" in str(error):
+        return CsvFormatError(f"{source}: a row is longer than {BLOCK_BYTES >> 20} MiB, or a quote is never "
+                              "closed; check the quoting of the file (or split the long values)")
+    return CsvFormatError(f"{source}: cannot parse as CSV: {error}")
+
+
+def _read_pieces(layout: Layout, schema: CsvSchema, source: str, malformed: list[int],
+                 sizes: Iterator[int]) -> Iterator[pa.Table]:
+    """The file's rows (declared columns only, as text) read as a stream, in tables of the next of `sizes`
+    rows each (the last one shorter). A ragged row is skipped and counted in `malformed`."""
 
     def skip_malformed(row) -> str:  # a ragged row is dropped and counted, not fatal
         malformed.append(1)
         return "skip"
 
-    names = [f"c{i}" for i in range(width)]
+    names = [f"c{i}" for i in range(len(layout.header))]
+    wanted = list(layout.matched)
     try:
-        table = pacsv.read_csv(
-            pa.BufferReader(pa.py_buffer(data)[start:]),  # a view: the file's bytes are not copied
+        reader = pacsv.open_csv(
+            pa.BufferReader(pa.py_buffer(layout.data)[layout.start:]),  # a view: the file's bytes are not copied
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 + schema.dialect.skip_rows,
-                                           block_size=16 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=schema.dialect.quote,
+                                           block_size=BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, quote_char=schema.dialect.quote,
                                              newlines_in_values=True, invalid_row_handler=skip_malformed),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, null_values=[],
-                include_columns=[f"c{i}" for i in wanted.values()],
+                include_columns=[f"c{i}" for i in layout.matched.values()],
             ),
         )
     except pa.ArrowInvalid as error:
-        if "UTF8" in str(error):  # Arrow validates UTF-8 while converting; find the byte for the message
-            from orchestration_platform.lib.ingestion.csv_layout import utf8_error
+        raise _csv_error(error, layout.data, source) from None
+    pending: list[pa.RecordBatch] = []
+    have, want = 0, next(sizes)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as error:
+            raise _csv_error(error, layout.data, source) from None
+        pending.append(batch)
+        have += batch.num_rows
+        while have >= want:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, want).rename_columns(wanted)
+            rest = table.slice(want)
+            pending, have, want = rest.to_batches(), rest.num_rows, next(sizes)
+    if have:
+        yield pa.Table.from_batches(pending).rename_columns(wanted)
 
-            raise (utf8_error(data, source) or CsvFormatError(f"{source}: {error}")) from None
-        raise CsvFormatError(f"{source}: cannot parse as CSV: {error}") from None
-    return table.rename_columns(list(wanted)), len(malformed)
+
+def _read_ahead(pieces: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`pieces`, the next one read in a helper thread while this one is cleaned (Arrow parses without the GIL)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-read") as reader:
+        ahead = reader.submit(next, pieces, None)
+        while (piece := ahead.result()) is not None:
+            ahead = reader.submit(next, pieces, None)
+            yield piece
 
 
 def _typed(text: pa.ChunkedArray, column: Column, decimal_comma: bool):
@@ -236,38 +276,48 @@ def clean_csv(raw: bytes, schema: CsvSchema = DAILY_CASES, *, source: str = "the
 def clean_csv_slices(raw: bytes, schema: CsvSchema = DAILY_CASES, *, source: str = "the CSV file",
                      slice_rows: int | None = 250_000) -> tuple[CleanedCsv, Iterator[pa.Table]]:
     """`clean_csv` as a stream: the cleaned rows in order, slice by slice, so a loader can write one slice
-    while the next is cleaned. The same rows as `clean_csv`; the counts in the returned `CleanedCsv` are
-    complete once the iterator is exhausted (`table` stays None). The file is read and checked here,
-    so a `CsvFormatError` is raised by this call, not while iterating. Slices are used when duplicates are
-    `drop_exact` with a one-column key (a row's fate then depends on earlier rows only); else one slice."""
+    while the file is still being read and the next slice cleaned. The same rows as `clean_csv`.
+
+    Slices are used when duplicates are `drop_exact` with a one-column key (a row's fate then depends on
+    earlier rows only); else the file is cleaned whole by this call. This call reads the header and the first
+    slice, so a file that is not CSV at all, lacks a required column or has no rows raises `CsvFormatError`
+    here; a fault further into a streamed file (bad bytes, a runaway quote) raises it while iterating, so a
+    loader's transaction rolls back. The counts in the returned `CleanedCsv` (`rows_in`, `rows_out`,
+    `dropped`) are complete once the iterator is exhausted; `table` stays None."""
     declared = [(c.name, c.aliases, c.required) for c in schema.columns]
     layout = find_layout(raw, schema.dialect, declared, schema.name, source)
     body = layout.data.find(b"\n", layout.start) + 1
     empty = body == 0 or (not layout.data[body:body + 4096].strip() and not layout.data[body:].strip())
-    table, malformed = (None, 0) if empty else _read_table(
-        layout.data, layout.start, len(layout.header), layout.matched, schema, layout.delimiter, source)
-    if empty or (table.num_rows == 0 and malformed == 0):
+    streamed = slice_rows is not None and schema.duplicates == "drop_exact" and len(schema.key_columns) == 1
+    sizes = (itertools.chain([min(FIRST_SLICE_ROWS, slice_rows)], itertools.repeat(slice_rows)) if streamed
+             else itertools.repeat(2**62))
+    malformed: list[int] = []
+    pieces = iter(()) if empty else _read_pieces(layout, schema, source, malformed, sizes)
+    first = next(pieces, None)
+    result = CleanedCsv(rows_in=0, extra_columns=layout.extra, header=layout.header, encoding=layout.encoding,
+                        delimiter=layout.delimiter)
+    if first is None and not malformed:
         if not schema.allow_header_only:
             raise CsvFormatError(f"{source}: has a header but no data rows (set allow_header_only: true for "
                                  "datasets where an empty day is normal)")
-        table = pa.table({name: pa.array([], pa.string()) for name in layout.matched})
-    result = CleanedCsv(rows_in=table.num_rows + malformed, extra_columns=layout.extra, header=layout.header,
-                        encoding=layout.encoding, delimiter=layout.delimiter)
-    result.dropped["malformed_row"] = malformed
-    streamed = (slice_rows is not None and schema.duplicates == "drop_exact" and len(schema.key_columns) == 1
-                and table.num_rows > slice_rows)
-    if not streamed:  # cleaned now, so every error is raised by this call
-        cleaned = _clean_rows(table, schema, layout.decimal_comma, result)
-        if schema.duplicates == "fail":
-            _fail_on_repeated_keys(cleaned, schema, source)
-        duplicates = _duplicate_mask(cleaned, schema)
-        result.dropped["duplicate"] = int(duplicates.sum())
-        if result.dropped["duplicate"]:
-            cleaned = cleaned.filter(pa.array(~duplicates))
-        cleaned = cleaned.combine_chunks()
-        result.rows_out = cleaned.num_rows
-        return result, iter([cleaned])
-    return result, _stream(table, schema, layout.decimal_comma, result, slice_rows)
+        streamed = False
+    if first is None:
+        first = pa.table({name: pa.array([], pa.string()) for name in layout.matched})
+    if streamed:
+        pieces = _read_ahead(itertools.chain([first], pieces))
+        return result, _stream(pieces, schema, layout.decimal_comma, result, malformed)
+    result.rows_in = first.num_rows + len(malformed)  # cleaned now, so every error is raised by this call
+    result.dropped["malformed_row"] = len(malformed)
+    cleaned = _clean_rows(first, schema, layout.decimal_comma, result)
+    if schema.duplicates == "fail":
+        _fail_on_repeated_keys(cleaned, schema, source)
+    duplicates = _duplicate_mask(cleaned, schema)
+    result.dropped["duplicate"] = int(duplicates.sum())
+    if result.dropped["duplicate"]:
+        cleaned = cleaned.filter(pa.array(~duplicates))
+    cleaned = cleaned.combine_chunks()
+    result.rows_out = cleaned.num_rows
+    return result, iter([cleaned])
 
 
 def _clean_rows(table: pa.Table, schema: CsvSchema, decimal_comma: bool, result: CleanedCsv) -> pa.Table:
@@ -279,25 +329,58 @@ def _clean_rows(table: pa.Table, schema: CsvSchema, decimal_comma: bool, result:
     return typed.filter(pa.array(keep))
 
 
-def _stream(table: pa.Table, schema: CsvSchema, decimal_comma: bool, result: CleanedCsv,
-            slice_rows: int) -> Iterator[pa.Table]:
+def _stream(pieces: Iterator[pa.Table], schema: CsvSchema, decimal_comma: bool, result: CleanedCsv,
+            malformed: list[int]) -> Iterator[pa.Table]:
     """Slices of cleaned rows; a row equal to an earlier one (in this or an earlier slice) is dropped."""
     (key,) = schema.key_columns
     earlier: list[pa.Table] = []  # the rows kept so far, slice by slice
-    for start in range(0, table.num_rows, slice_rows):
-        cleaned = _clean_rows(table.slice(start, slice_rows), schema, decimal_comma, result)
+    seen = _SeenKeys()
+    rows_read = 0
+    for piece in pieces:
+        rows_read += piece.num_rows
+        result.rows_in = rows_read + len(malformed)  # ragged rows are counted as the reader meets them
+        result.dropped["malformed_row"] = len(malformed)
+        cleaned = _clean_rows(piece, schema, decimal_comma, result)
         duplicates = _duplicate_mask(cleaned, schema)  # within the slice: the first of equal rows stays
         if earlier:  # rows whose key was seen before are compared in full with those earlier rows
-            seen_keys = pa.concat_arrays([t[key].combine_chunks() for t in earlier])
-            again = pc.is_in(cleaned[key], value_set=seen_keys, skip_nulls=False).to_numpy(zero_copy_only=False)
-            again &= ~duplicates
+            again = seen.seen_before(cleaned[key].combine_chunks()) & ~duplicates
             if again.any():
                 duplicates |= _equal_to_earlier(cleaned, again, earlier, key)
         result.dropped["duplicate"] += int(duplicates.sum())
         kept = (cleaned.filter(pa.array(~duplicates)) if duplicates.any() else cleaned).combine_chunks()
         earlier.append(kept)
+        seen.add(kept[key].combine_chunks())
         result.rows_out += kept.num_rows
         yield kept
+    result.rows_in = rows_read + len(malformed)  # ragged rows at the very end have no slice of their own
+    result.dropped["malformed_row"] = len(malformed)
+
+
+class _SeenKeys:
+    """The keys of the rows kept so far, to ask which keys of a new slice were seen before. Integer keys
+    (ids, the usual case) are kept sorted and searched; other keys are hashed from the new slice's side."""
+
+    def __init__(self) -> None:
+        self.ordered: np.ndarray | None = np.zeros(0, dtype=np.int64)  # None once a key is not an integer
+        self.arrays: list[pa.Array] = []
+
+    def add(self, keys: pa.Array) -> None:
+        self.arrays.append(keys)
+        if self.ordered is not None and pa.types.is_integer(keys.type) and keys.null_count == 0:
+            self.ordered = np.sort(np.concatenate([self.ordered, keys.to_numpy()]), kind="stable")
+        else:
+            self.ordered = None
+
+    def seen_before(self, keys: pa.Array) -> np.ndarray:
+        """True for each of `keys` (nulls equal nulls) that was added before."""
+        if self.ordered is not None and pa.types.is_integer(keys.type) and keys.null_count == 0:
+            values = keys.to_numpy()
+            at = np.minimum(np.searchsorted(self.ordered, values), max(len(self.ordered) - 1, 0))
+            return self.ordered[at] == values if len(self.ordered) else np.zeros(len(values), dtype=bool)
+        earlier = pa.concat_arrays(self.arrays)
+        # hash the new slice (the smaller side), then only the earlier keys it holds
+        shared = earlier.filter(pc.is_in(earlier, value_set=keys, skip_nulls=False))
+        return pc.is_in(keys, value_set=shared, skip_nulls=False).to_numpy(zero_copy_only=False)
 
 
 def _equal_to_earlier(cleaned: pa.Table, again: np.ndarray, earlier: list[pa.Table], key: str) -> np.ndarray:

@@ -77,7 +77,8 @@ def decode_to_utf8(raw: bytes, encoding: str | None, source: str) -> tuple[bytes
         if wanted != "auto":
             return raw, 0, "utf-8"
         try:  # auto: UTF-8 if it is valid UTF-8, else Windows-1252 (a superset of latin-1's printable range)
-            raw.decode("utf-8")
+            if not raw.isascii():  # ASCII (most files) is UTF-8: a scan, no decoding
+                raw.decode("utf-8")
             return raw, 0, "utf-8"
         except UnicodeDecodeError:
             wanted = "cp1252"

@@ -63,11 +63,16 @@ def _strip_thousands(text: pa.Array, decimal_comma: bool) -> pa.Array:
 def parse_integer(text: pa.ChunkedArray, decimal_comma: bool = False) -> pa.ChunkedArray:
     """Whole numbers (optional sign, thousands separators) as int64; anything else becomes null."""
     plain = pc.and_(pc.utf8_is_digit(text), pc.less_equal(pc.utf8_length(text), 18))
-    if pc.all(pc.or_(plain, pc.is_null(text))).as_py():  # the usual case: no regex needed
+    odd = pc.invert(pc.fill_null(plain, True))
+    if not pc.any(odd).as_py():  # the usual case: no regex needed
         return pc.cast(text, pa.int64())
-    text = _strip_thousands(text, decimal_comma)
-    valid = pc.or_(plain, pc.match_substring_regex(text, WHOLE_NUMBER))
-    return pc.cast(pc.if_else(valid, text, _null_text()), pa.int64())
+    # only the few other values (signs, thousands separators, words) go through the regexes
+    if isinstance(text, pa.ChunkedArray):
+        text, odd, plain = text.combine_chunks(), odd.combine_chunks(), plain.combine_chunks()
+    others = _strip_thousands(text.filter(odd), decimal_comma)
+    whole = pc.match_substring_regex(others, WHOLE_NUMBER)
+    others = pc.cast(pc.if_else(whole, pc.utf8_ltrim(others, "+"), _null_text()), pa.int64())  # Arrow refuses `+5`
+    return pc.replace_with_mask(pc.cast(pc.if_else(plain, text, _null_text()), pa.int64()), odd, others)
 
 
 def parse_decimal_text(text: pa.ChunkedArray, decimal_comma: bool = False, pattern: str = DECIMAL) -> pa.Array:
@@ -170,42 +175,48 @@ def _fixed_width(text: pa.StringArray, parsed: _Parsed, day_first: bool) -> None
     data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
     starts, lengths = offsets[:-1], np.diff(offsets)
     valid = pc.is_valid(text).to_numpy(zero_copy_only=False)
-    for length, separators, fields, sign_at, aware in FIXED_LAYOUTS:
+    for length in dict.fromkeys(layout[0] for layout in FIXED_LAYOUTS):
         rows = np.flatnonzero(valid & (lengths == length) & ~parsed.ok)
         if len(rows) == 0:
             continue
-        at = starts[rows]
-        ok = np.ones(len(rows), dtype=bool)
-        for position, byte in separators.items():
-            ok &= data[at + position] == ord(byte)
+        grid = data[starts[rows, None] + np.arange(length)]  # the values of this length, one row of bytes each
+        todo = np.ones(len(rows), dtype=bool)
+        for _, separators, fields, sign_at, aware in (layout for layout in FIXED_LAYOUTS if layout[0] == length):
+            ok = todo.copy()
+            for position, byte in separators.items():
+                ok &= grid[:, position] == ord(byte)
+            if not ok.any():
+                continue
 
-        def number(span, at=at, count=len(rows)):
-            nonlocal ok
-            if span is None:
-                return np.zeros(count, dtype=np.int64)
-            value = np.zeros(count, dtype=np.int64)
-            for i in range(*span):
-                digit = data[at + i].astype(np.int64) - ord("0")
-                ok &= (digit >= 0) & (digit <= 9)
-                value = value * 10 + digit
-            return value
+            def number(span, grid=grid, count=len(rows)):
+                nonlocal ok
+                if span is None:
+                    return np.zeros(count, dtype=np.int64)
+                value = np.zeros(count, dtype=np.int64)
+                for i in range(*span):
+                    digit = grid[:, i].astype(np.int64) - ord("0")
+                    ok &= (digit >= 0) & (digit <= 9)
+                    value = value * 10 + digit
+                return value
 
-        year, month, day, hour, minute, second = (number(f) for f in fields)
-        if separators.get(2) == "/" and day_first:
-            month, day = day, month
-        offset = np.zeros(len(rows), dtype=np.int64)
-        if sign_at is not None:
-            sign_byte = data[at + sign_at]
-            sign = np.where(sign_byte == ord("+"), 1, np.where(sign_byte == ord("-"), -1, 0))
-            ok &= sign != 0
-            offset = sign * (number((sign_at + 1, sign_at + 3)) * 3600 + number((sign_at + 4, sign_at + 6)) * 60)
-        month_ok = (month >= 1) & (month <= 12)
-        safe_month = np.where(month_ok, month, 1)
-        leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-        last_day = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[safe_month - 1] + (leap & (safe_month == 2))
-        ok &= month_ok & (day >= 1) & (day <= last_day) & (hour < 24) & (minute < 60) & (second < 60) & (year >= 1000)
-        seconds = _days_from_civil(year, safe_month, day) * 86400 + hour * 3600 + minute * 60 + second - offset
-        parsed.set(rows[ok], seconds[ok], aware)
+            year, month, day, hour, minute, second = (number(f) for f in fields)
+            if separators.get(2) == "/" and day_first:
+                month, day = day, month
+            offset = np.zeros(len(rows), dtype=np.int64)
+            if sign_at is not None:
+                sign = np.where(grid[:, sign_at] == ord("+"), 1, np.where(grid[:, sign_at] == ord("-"), -1, 0))
+                ok &= sign != 0
+                offset = sign * (number((sign_at + 1, sign_at + 3)) * 3600 + number((sign_at + 4, sign_at + 6)) * 60)
+            month_ok = (month >= 1) & (month <= 12)
+            safe_month = np.where(month_ok, month, 1)
+            leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+            last_day = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[safe_month - 1] + (
+                leap & (safe_month == 2))
+            ok &= month_ok & (day >= 1) & (day <= last_day) & (hour < 24) & (minute < 60) & (second < 60)
+            ok &= year >= 1000
+            seconds = _days_from_civil(year, safe_month, day) * 86400 + hour * 3600 + minute * 60 + second - offset
+            parsed.set(rows[ok], seconds[ok], aware)
+            todo &= ~ok
     # epoch seconds: 9 to 11 digits
     rows = np.flatnonzero(valid & (lengths >= 9) & (lengths <= 11) & ~parsed.ok)
     if len(rows):
