@@ -53,7 +53,8 @@ def render(saved: dict[str, dict], failures: dict[str, str]) -> str:
         "# Benchmarks",
         "",
         "Written by `make bench` (`python -m benchmarks [module]`). Ratio = ours / anchor: for times",
-        "lower is better, for rates higher is better. Each module's rows say where they were measured.",
+        "lower is better, for rates higher is better (where a row's notes say so, the median of per-round",
+        "ratios of runs made side by side). Each module's rows say where they were measured.",
         "",
     ]
     for module, payload in saved.items():
@@ -66,7 +67,7 @@ def render(saved: dict[str, dict], failures: dict[str, str]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in payload["rows"]:
-            ratio = r["ours"] / r["anchor"] if r["anchor"] else None
+            ratio = r.get("paired_ratio") or (r["ours"] / r["anchor"] if r["anchor"] else None)
             anchor = f"{_fmt(r['anchor'])} {r['unit']}" if r["anchor"] is not None else "-"
             lines.append(
                 f"| {r['name']} | {_fmt(r['ours'])} {r['unit']} | {r['anchor_name']} | {anchor} | "

@@ -25,9 +25,14 @@ class BenchResult:
     target_ok: Callable[[float], bool] | None = None
     notes: str = ""
     higher_is_better: bool = False
+    # The median of per-round ratios (ours / the anchor measured right beside it), when the benchmark pairs
+    # them: robust to the machine's speed drifting between rounds, which a ratio of two minima is not.
+    paired_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         if self.anchor in (None, 0):
             return None
         return self.ours / self.anchor

@@ -74,8 +74,8 @@ def in_process_unless_parallel(init_context: dg.InitExecutorContext) -> Executor
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    # What is alive at the first load (Dagster's import) lives as long as the process: frozen, the full
-    # collections the load triggers skip it (~0.2 s of a 20-dataset, 100-endpoint load; BENCHMARKS.md).
+    # What is alive at the first load (Dagster's import) lives as long as the process: frozen, later full
+    # collections (and the exit of short-lived run and step processes, ~0.18 s) skip it.
     if gc.get_freeze_count() == 0:
         gc.freeze()
     import orchestration_platform.components  # noqa: F401 - component YAML read through libyaml (same result)
