@@ -12,7 +12,8 @@ Every read made through here has
 Each failure is a `ReadFailure` whose message names the limit, the value and the fix, and which says
 whether retrying may help (`transient`): a deadline, a reset or a body cut short may; a body too large,
 too deep, of the wrong type or a redirect loop will not. Messages never carry passwords or URL tokens.
-The API extractor (async) and the CSV download (sync, via `read_sync`) share this one implementation.
+The API extractor (async), the CSV download, the model-serving checks and the alerts webhook (sync, via
+`read_sync`) share this one implementation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import logging
 import os
 import re
 import ssl
@@ -37,6 +39,9 @@ import httpx
 from orchestration_platform.lib.url_redaction import redact_url
 
 MiB = 1 << 20
+# httpx logs every request's full URL at INFO, query tokens and webhook secrets included; callers here log
+# what they read with `shown_url` instead.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 INFLATE_STEP = 1 * MiB  # largest piece inflated at once: a compression bomb never lands in memory whole
 ERROR_BODY_BYTES = 4096  # of an error answer (4xx/5xx), only this much is read, for the message
 SECRET_QUERY_KEY = re.compile(r"token|key|secret|sig|pass|auth|credential|session", re.IGNORECASE)
@@ -219,8 +224,10 @@ async def read_async(client: httpx.AsyncClient, url: str, limits: ReadLimits, *,
                      params: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
                      check: Callable[[httpx.Response], None] | None = None,
                      sink: Callable[[bytes], None] | None = None,
-                     too_large_fix: str = "raise max_response_bytes if the source really is that large") -> Answer:
-    """GET `url` within `limits`; the body goes to `sink` piece by piece, or is returned in `content`.
+                     too_large_fix: str = "raise max_response_bytes if the source really is that large",
+                     method: str = "GET", json_body: Any = None) -> Answer:
+    """GET (or `method`, with `json_body`) `url` within `limits`; the body goes to `sink` piece by piece, or is
+    returned in `content`.
 
     `check(response)` runs on a 2xx answer before its body is read (content type, first checks) and may
     raise. Answers of 300 and above are returned with at most ERROR_BODY_BYTES of body, for the message.
@@ -233,7 +240,7 @@ async def read_async(client: httpx.AsyncClient, url: str, limits: ReadLimits, *,
             # Only what BodyGuard inflates (httpx would also offer br/zstd when their packages are installed).
             _CALLER_HEADERS.set((_origin(httpx.URL(url)), tuple(headers or ())))
             headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
-            async with client.stream("GET", url, params=params, headers=headers,
+            async with client.stream(method, url, params=params, headers=headers, json=json_body,
                                      timeout=httpx.Timeout(limits.read_timeout_s, pool=None)) as response:
                 ok = response.status_code < 300
                 buffer = bytearray()

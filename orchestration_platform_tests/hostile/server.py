@@ -1,7 +1,9 @@
 """A hostile HTTP server for tests: every way another system's server can misbehave, at the byte level.
 
 Raw asyncio streams (no framework), so it can lie about lengths, trickle bytes, drop connections.
-Every path takes `as=json` (default) or `as=csv`, which picks the content type and the body's shape.
+Every path takes `as=json` (default) or `as=csv`, which picks the content type and the body's shape. The
+first path segment names the case, so a client that appends its own paths (`/trickle/healthz`) gets it too;
+the method (GET, POST) does not matter.
 
 | path                | what it does                                                                    |
 |---------------------|---------------------------------------------------------------------------------|
@@ -170,7 +172,8 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 parts = urlsplit(target)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                await _respond(parts.path, query, writer, headers)
+                case = "/" + parts.path.split("/")[1]  # `/trickle/version` is the trickle case too (any client path)
+                await _respond(case, query, writer, headers)
                 if writer.is_closing():
                     return
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, IndexError,

@@ -16,29 +16,22 @@ class AlertWebhookResource(dg.ConfigurableResource):
     timeout_s: float = 5.0
 
     def post(self, payload: dict) -> bool:
-        """Send `payload`; returns whether the webhook accepted it (errors are logged without the URL)."""
-        # urllib, not httpx: httpx logs every request URL at INFO, and this URL is a secret.
-        import json
-        import urllib.error
-        import urllib.request
+        """Send `payload`; returns whether the webhook accepted it (errors are logged without the URL).
+
+        Bounded like every outside call (lib/http.py): the whole request ends by `timeout_s`, and at most
+        64 KiB of the webhook's answer is read."""
+        from orchestration_platform.lib.http import ReadFailure, ReadLimits, read_sync
 
         if not self.url:
             log.warning("alert (no ALERT_WEBHOOK_URL configured): %s", payload.get("text"))
             return False
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
+        limits = ReadLimits(deadline_s=self.timeout_s, read_timeout_s=self.timeout_s, max_response_bytes=64 << 10,
+                            max_redirects=1)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                status = response.status
-        except urllib.error.HTTPError as error:
-            status = error.code
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            log.error("alert webhook unreachable (%s); alert: %s", type(reason).__name__, payload.get("text"))
+            status = read_sync(self.url, limits, method="POST", json_body=payload).response.status_code
+        except ReadFailure as failure:
+            # the failure's own message may name the host; the kind is enough and never carries the secret
+            log.error("alert webhook unreachable (%s); alert: %s", failure.kind, payload.get("text"))
             return False
         if status >= 300:
             log.error("alert webhook answered %s; alert: %s", status, payload.get("text"))

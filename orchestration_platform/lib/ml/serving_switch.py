@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
-import httpx
 import psycopg
 
+from orchestration_platform.lib.http import ReadFailure, ReadLimits, parse_json, read_sync, shown_url
 from orchestration_platform.lib.ml.approvals import ApprovalError, authorize_deployment, record_outcome
 
 SERVING_DDL = """
@@ -74,33 +75,56 @@ def _set_state(
         )  # fmt: skip
 
 
+SERVING_ANSWER_BYTES = 1 << 20  # /healthz, /version and /admin/reload answer a few hundred bytes
+
+
+def _ask(serving_url: str, path: str, deadline: float, *, post: bool = False) -> tuple[int, Any]:
+    """One bounded request to serving: (status, parsed JSON or None), never past `deadline`."""
+    limits = ReadLimits(deadline_s=max(deadline - time.monotonic(), 0.1), read_timeout_s=10.0,
+                        max_response_bytes=SERVING_ANSWER_BYTES, max_json_depth=20, max_redirects=1)
+    answer = read_sync(serving_url.rstrip("/") + path, limits, method="POST" if post else "GET")
+    if not answer.content.strip():
+        return answer.response.status_code, None
+    try:
+        return answer.response.status_code, parse_json(answer.content, limits)
+    except ReadFailure:
+        if answer.response.status_code < 300:
+            raise
+        return answer.response.status_code, answer.content.decode("utf-8", "replace")  # an error page's start
+
+
 def verify_serving(serving_url: str, version: str | None, *, timeout_s: float = 20.0) -> str | None:
-    """Ask serving to reload, then wait until it is healthy on `version`; returns None or what is wrong."""
+    """Ask serving to reload, then wait until it is healthy on `version`; returns None or what is wrong.
+
+    Every request is bounded (lib/http.py): the whole check ends by `timeout_s` even when serving stalls,
+    trickles or answers something huge."""
     problem = "not checked"
     deadline = time.monotonic() + timeout_s
-    # Loading a model can take seconds on a busy node: reads wait up to the whole verification budget.
-    with httpx.Client(base_url=serving_url, timeout=httpx.Timeout(10, read=max(timeout_s, 10))) as http:
-        while time.monotonic() < deadline:
-            try:
-                reload = http.post("/admin/reload")
-                if reload.status_code == 500 and version is not None:
-                    # The app could not load the version: definitive, no point waiting for it.
-                    return f"serving could not load version {version}: {reload.json().get('last_error')}"
-                health = http.get("/healthz")
-                served = http.get("/version").json()
-                if version is None:
-                    return None
-                if health.status_code != 200:
-                    problem = f"/healthz answered {health.status_code}: {health.text[:200]}"
-                elif str(served.get("version")) != str(version):
-                    problem = f"/version reports {served.get('version')!r}, expected {version!r}" + (
-                        f" (last reload error: {served['last_error']})" if served.get("last_error") else ""
-                    )
-                else:
-                    return None
-            except httpx.HTTPError as error:
-                problem = f"serving at {serving_url} is unreachable: {error.__class__.__name__}"
-            time.sleep(0.5)
+    while time.monotonic() < deadline:
+        try:
+            status, reloaded = _ask(serving_url, "/admin/reload", deadline, post=True)
+            if status == 500 and version is not None:
+                # The app could not load the version: definitive, no point waiting for it.
+                error = reloaded.get("last_error") if isinstance(reloaded, dict) else str(reloaded)[:200]
+                return f"serving could not load version {version}: {error}"
+            health, health_body = _ask(serving_url, "/healthz", deadline)
+            _, served = _ask(serving_url, "/version", deadline)
+            served = served if isinstance(served, dict) else {}
+            if version is None:
+                return None
+            if health != 200:
+                problem = f"/healthz answered {health}: {str(health_body)[:200]}"
+            elif str(served.get("version")) != str(version):
+                problem = f"/version reports {served.get('version')!r}, expected {version!r}" + (
+                    f" (last reload error: {served['last_error']})" if served.get("last_error") else ""
+                )
+            else:
+                return None
+        except ReadFailure as failure:
+            problem = f"serving at {shown_url(serving_url)} did not answer properly: {failure}"
+            if not failure.transient:
+                return problem
+        time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
     return problem
 
 
