@@ -1,5 +1,6 @@
 """Per-pool limits reach the instance through the `pool_limits` sensor: the SQLite warehouse writer gets
-one slot in every deployment, a deployment can change it, and a bad override names the fix."""
+one slot in every deployment, the event consumers one per configured consumer, a deployment can change
+them, and a bad override names the fix."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def test_a_deployment_overrides_the_limits(monkeypatch):
 def test_a_bad_override_names_the_item_and_the_fix(raw):
     with pytest.raises(ValueError, match=r"is not `pool=limit`; fix: e\.g\. PLATFORM_POOL_LIMITS="):
         declared_pool_limits(raw)
+
+
+def test_the_consumer_pool_follows_the_number_of_consumers(monkeypatch):
+    monkeypatch.delenv("PLATFORM_POOL_LIMITS", raising=False)
+    monkeypatch.delenv("ML_CONSUMERS", raising=False)
+    with dg.instance_for_test() as instance:
+        pool_limits_sensor(dg.build_sensor_context(instance=instance))
+        assert slots(instance, "ml_events_consumer") == 1  # one consumer by default: a second run would wait
+        monkeypatch.setenv("ML_CONSUMERS", "6")  # scaled out: every consumer run the lag sensor starts gets a slot
+        pool_limits_sensor(dg.build_sensor_context(instance=instance))
+        assert slots(instance, "ml_events_consumer") == 6

@@ -9,6 +9,7 @@ with PLATFORM_POOL_LIMITS (e.g. `ingestion_warehouse=4,api_etl=2`; the chart: `p
 | pool | limit | why |
 |---|---|---|
 | `ingestion_warehouse` | 1 | SQLite has a single writer: two partitions writing at once would wait on its lock |
+| `ml_events_consumer` | `ML_CONSUMERS` (1) | one slot per consumer run the lag sensor starts; a consume run beyond them would only find its partitions locked |
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ POOL_LIMITS: dict[str, int] = {"ingestion_warehouse": 1}
 
 
 def declared_pool_limits(raw: str | None = None) -> dict[str, int]:
-    """POOL_LIMITS with PLATFORM_POOL_LIMITS (`pool=limit,...`) applied over it."""
+    """POOL_LIMITS (and the consumer pool sized by ML_CONSUMERS) with PLATFORM_POOL_LIMITS applied over it."""
+    from orchestration_platform.defs.ml.resources import parallel_consumers
+
     raw = os.environ.get("PLATFORM_POOL_LIMITS", "") if raw is None else raw
-    limits = dict(POOL_LIMITS)
+    limits = {**POOL_LIMITS, "ml_events_consumer": parallel_consumers()}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         pool, _, limit = item.partition("=")
         if not pool.strip() or not limit.strip().isdigit():
