@@ -51,7 +51,7 @@ def _as_comparable(documents) -> list:
 def _same_as_dagster(text: str, filename: str) -> None:
     try:
         expected = _as_comparable(dagster_parse(text, filename))
-    except Exception as dagster_error:  # noqa: BLE001 - whatever Dagster raises, ours must raise the same
+    except Exception as dagster_error:
         with pytest.raises(type(dagster_error)) as ours:
             fast_parse(text, filename)
         assert str(ours.value) == str(dagster_error)

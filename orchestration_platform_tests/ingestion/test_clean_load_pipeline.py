@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 from collections.abc import Iterator
-
-import dataclasses
 
 import pyarrow as pa
 import pytest

@@ -7,10 +7,8 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +21,7 @@ from orchestration_platform.devstack.events import generate_events, produce_even
 from orchestration_platform.devstack.services import free_port
 from orchestration_platform_tests.ml import flow
 from orchestration_platform_tests.ml.conftest import DAY
+from orchestration_platform_tests.webhook_receiver import webhook_receiver
 
 CLI = str(Path(sys.executable).parent / "orchestration-platform")
 
@@ -61,27 +60,10 @@ def test_lag_sensor_requests_consumption_past_the_threshold_and_reports_the_lag(
     assert drained.run_requests == [] and drained.asset_events[0].metadata["consumer_lag"].value == 0
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append({"path": self.path, "body": json.loads(body)})
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
-    server = HTTPServer(("127.0.0.1", free_port()), _Webhook)
-    _Webhook.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with webhook_receiver() as hook:
+        yield hook
 
 
 def test_a_failed_run_is_posted_to_the_webhook_without_leaking_its_url(webhook, instance, caplog):
@@ -91,15 +73,15 @@ def test_a_failed_run_is_posted_to_the_webhook_without_leaking_its_url(webhook, 
 
     failed = dg.materialize([always_fails], instance=instance, raise_on_error=False)
     assert not failed.success
-    secret_url = f"{webhook}/hooks/T0KEN-s3cret"
+    secret_url = f"{webhook.url}/hooks/T0KEN-s3cret"
     with dg.build_run_status_sensor_context(
         sensor_name="run_failure_alerts", dagster_instance=instance, dagster_run=failed.dagster_run,
         dagster_event=next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE"),
         resources={"alert_webhook": AlertWebhookResource(url=secret_url)},
     ) as context, caplog.at_level(logging.DEBUG):  # fmt: skip
         run_failure_alerts(context.for_run_failure())
-    assert len(_Webhook.received) == 1 and _Webhook.received[0]["path"] == "/hooks/T0KEN-s3cret"
-    alert = _Webhook.received[0]["body"]
+    assert len(webhook.received) == 1 and webhook.received[0]["path"] == "/hooks/T0KEN-s3cret"
+    alert = webhook.received[0]["body"]
     assert alert["run_id"] == failed.run_id and "failed" in alert["text"]
     assert "T0KEN-s3cret" not in caplog.text
 

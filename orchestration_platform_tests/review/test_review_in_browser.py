@@ -5,9 +5,7 @@ rejected one. The alert webhook announces each pending approval with a link to t
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -15,10 +13,10 @@ import pytest
 
 from orchestration_platform.defs.ml.sensors import approved_model_deployments
 from orchestration_platform.defs.shared.alerts import AlertWebhookResource
-from orchestration_platform.devstack.services import free_port
 from orchestration_platform_tests.ml import flow
 from orchestration_platform_tests.ml.conftest import DAY, produce_hours
 from orchestration_platform_tests.review.conftest import PROXY_SECRET, USERS
+from orchestration_platform_tests.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -27,25 +25,10 @@ LAUNCH_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backgro
 SCREENSHOT = Path("/tmp/orchestration_platform_review_page.png")
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):
-        type(self).received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
-    server = HTTPServer(("127.0.0.1", free_port()), _Webhook)
-    _Webhook.received = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T0KEN"
-    server.shutdown()
+    with webhook_receiver() as hook:
+        yield hook
 
 
 def _deployments(instance, resources) -> dg.SensorResult:
@@ -85,11 +68,12 @@ def test_approve_and_reject_on_the_review_page_then_the_sensor_deploys_or_refuse
     produce_hours(kafka_bootstrap, ml_env["topic"], hours=4, per_hour=1000, seed=1)
     flow.consume(ml_resources, instance)
     flow.compute_hours(ml_resources, instance, DAY, 4)
-    resources = {**ml_resources, "model_serving": serving_resource, "alert_webhook": AlertWebhookResource(url=webhook)}
+    resources = {**ml_resources, "model_serving": serving_resource,
+                 "alert_webhook": AlertWebhookResource(url=f"{webhook.url}/hooks/T0KEN")}
     first = flow.train(resources, instance, DAY + timedelta(hours=4), 4)
     assert first.success
     v1 = flow.candidate_version(first)
-    (announcement,) = _Webhook.received
+    (announcement,) = [alert["body"] for alert in webhook.received]
     assert announcement["review_url"] == f"{signin_proxy.url}/#fraud_detector-{v1}" and v1 in announcement["text"]
 
     with sync_playwright() as playwright:
@@ -111,7 +95,7 @@ def test_approve_and_reject_on_the_review_page_then_the_sensor_deploys_or_refuse
             second = flow.train(resources, instance, DAY + timedelta(hours=4), 4)
             assert second.success
             v2 = flow.candidate_version(second)
-            rejected, card = _decide_in_browser(browser, _Webhook.received[-1]["review_url"], "bob", v2, "Reject",
+            rejected, card = _decide_in_browser(browser, webhook.received[-1]["body"]["review_url"], "bob", v2, "Reject",
                                                 "no new data since the last version", SCREENSHOT)  # fmt: skip
             assert f"Version {v2} is rejected (by bob)" in rejected
             assert f"served v{v1} ROC AUC" in card and "<svg" in card and "asked by" in card
@@ -123,4 +107,4 @@ def test_approve_and_reject_on_the_review_page_then_the_sensor_deploys_or_refuse
     failure = next(e for e in refused_deploy.all_events if e.event_type_value == "STEP_FAILURE")
     assert f"version {v2} is rejected, not approved" in failure.event_specific_data.error.message
     assert serving.get("/version").json()["version"] == v1
-    assert PROXY_SECRET not in review_app.output() + signin_proxy.output() + json.dumps(_Webhook.received)
+    assert PROXY_SECRET not in review_app.output() + signin_proxy.output() + json.dumps(webhook.received)
