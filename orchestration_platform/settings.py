@@ -76,17 +76,17 @@ class Settings:
     warehouse_url: str
     landing_zone: Path
     serving_url: str
-    ml_events_topic: str = "payments"
-    ml_features_start: str = "2026-01-01-00:00"
-    ml_approval_ttl_hours: float = 72.0
-    mlflow_artifact_root: str = ""
-    training_image: str = ""
-    training_namespace: str = "default"
-    training_service_account: str = "orchestration-platform-training"
-    platform_secret_name: str = "orchestration-platform"
-    training_cpu: str = "1"
-    training_memory: str = "2Gi"
-    data_volume_claim: str = ""
+    ml_events_topic: str
+    ml_features_start: str
+    ml_approval_ttl_hours: float
+    mlflow_artifact_root: str
+    training_image: str  # the defaults are get_settings' (one place)
+    training_namespace: str
+    training_service_account: str
+    platform_secret_name: str
+    training_cpu: str
+    training_memory: str
+    data_volume_claim: str
 
     @property
     def postgres_url(self) -> str:

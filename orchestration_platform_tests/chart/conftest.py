@@ -111,14 +111,18 @@ class HelmError(RuntimeError):
 
 
 class Helm:
-    """Runs `helm template` / `helm lint` on the chart with values given as files and dicts."""
+    """Runs `helm template` / `helm lint` on the chart with values given as files and dicts (and, with a
+    kubeconfig, the commands that talk to a cluster: see chart/cluster/conftest.py)."""
 
-    def __init__(self, binary: Path, workdir: Path) -> None:
+    def __init__(self, binary: Path, workdir: Path, kubeconfig: str | Path = os.devnull,
+                 timeout_s: float = 120) -> None:
         self.binary = binary
         self.workdir = workdir
+        self.kubeconfig = kubeconfig  # os.devnull: never a real cluster, even on a machine that has one configured
+        self.timeout_s = timeout_s
         self._cache: dict[str, list[dict[str, Any]]] = {}
 
-    def _values_args(self, files: tuple[str, ...], values: Mapping[str, Any] | None) -> list[str]:
+    def values_args(self, files: tuple[str, ...], values: Mapping[str, Any] | None) -> list[str]:
         args: list[str] = []
         for name in files:
             args += ["--values", str(CHART_DIR / name)]
@@ -131,13 +135,13 @@ class Helm:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {
             **os.environ,
-            "KUBECONFIG": os.devnull,  # never a real cluster, even on a machine that has one configured
+            "KUBECONFIG": str(self.kubeconfig),
             "HELM_CACHE_HOME": str(self.workdir / "cache"),
             "HELM_CONFIG_HOME": str(self.workdir / "config"),
             "HELM_DATA_HOME": str(self.workdir / "data"),
         }
         return subprocess.run(
-            [str(self.binary), *args], capture_output=True, text=True, timeout=120, env=env, check=False
+            [str(self.binary), *args], capture_output=True, text=True, timeout=self.timeout_s, env=env, check=False
         )
 
     def template_text(self, files: tuple[str, ...] = (), values: Mapping[str, Any] | None = None) -> str:
@@ -149,7 +153,7 @@ class Helm:
             NAMESPACE,
             "--kube-version",
             KUBERNETES_VERSION,
-            *self._values_args(files, values),
+            *self.values_args(files, values),
         )
         if result.returncode != 0:
             raise HelmError(result.stderr)
@@ -174,7 +178,7 @@ class Helm:
             "--namespace",
             NAMESPACE,
             "--dry-run=client",
-            *self._values_args(files, values),
+            *self.values_args(files, values),
         )
         if result.returncode != 0:
             raise HelmError(result.stderr)
@@ -191,7 +195,7 @@ class Helm:
             NAMESPACE,
             "--kube-version",
             KUBERNETES_VERSION,
-            *self._values_args(files, values),
+            *self.values_args(files, values),
         )
 
 

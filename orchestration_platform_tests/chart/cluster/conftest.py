@@ -12,7 +12,6 @@ Your own cluster instead: OP_KUBERNETES_TESTS_USE_KUBECONFIG=1 KUBECONFIG=<clust
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -31,7 +30,7 @@ from orchestration_platform_tests.chart.cluster.control_plane import (
     start_control_plane,
 )
 from orchestration_platform_tests.chart.cluster.kube_api import KubeApi
-from orchestration_platform_tests.chart.conftest import CHART_DIR, RELEASE, VALUE_SETS
+from orchestration_platform_tests.chart.conftest import CHART_DIR, RELEASE, VALUE_SETS, Helm
 
 # Figures for BENCHMARKS.md (benchmarks/kubernetes_figures.py reads them): written at session end.
 TIMINGS_FILE = REPO_ROOT / ".local" / "kubernetes-timings.json"
@@ -79,36 +78,12 @@ def namespace(admin_api: KubeApi, request: pytest.FixtureRequest) -> Iterator[st
     admin_api.delete_namespace(name)
 
 
-class HelmOnCluster:
+class HelmOnCluster(Helm):
     """The real Helm 4 against the session's API server, as the admin."""
 
     def __init__(self, binary: Path, workdir: Path, kubeconfig: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.kubeconfig = kubeconfig
+        super().__init__(binary, workdir, kubeconfig=kubeconfig, timeout_s=180)
         self.last_install_s = 0.0
-
-    def values_args(self, files: tuple[str, ...], values: Mapping[str, Any] | None) -> list[str]:
-        args: list[str] = []
-        for name in files:
-            args += ["--values", str(CHART_DIR / name)]
-        if values:
-            path = self.workdir / f"values-{uuid.uuid4().hex[:8]}.yaml"
-            path.write_text(yaml.safe_dump(dict(values)))
-            args += ["--values", str(path)]
-        return args
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "HELM_CACHE_HOME": str(self.workdir / "cache"),
-            "HELM_CONFIG_HOME": str(self.workdir / "config"),
-            "HELM_DATA_HOME": str(self.workdir / "data"),
-        }
-        return subprocess.run(
-            [str(self.binary), *args], capture_output=True, text=True, timeout=180, env=env, check=False
-        )
 
     def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
         result = self.run(*args)
