@@ -320,6 +320,13 @@ def run_dev(ports: StackPorts, *, with_dagster: bool = True) -> int:
         services, env = start_local_services(ports, record, check_stop)
         child_env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home)}
         os.environ.update(env)
+        if with_dagster:
+            from orchestration_platform.devstack.orphaned_runs import close_orphaned_runs
+
+            orphaned = close_orphaned_runs(dagster_home)
+            if orphaned:
+                log.warning("marked %d run(s) of the previous stack failed (they died with it): %s",
+                            len(orphaned), ", ".join(run_id[:8] for run_id in orphaned))
         landing_zone = get_settings().landing_zone
         landing_zone.mkdir(parents=True, exist_ok=True)  # so a first file can be dropped right away
         log.info("Landing zone: drop daily CSV files (daily_cases_YYYY-MM-DD.csv) into %s", landing_zone)
