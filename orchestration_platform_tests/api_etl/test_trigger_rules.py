@@ -72,8 +72,8 @@ def test_one_success_runs_after_either_upstream_and_all_success_waits_for_both()
         assert tick() == {"either", "both"}
 
 
-def test_all_success_holds_back_while_an_upstream_keeps_failing_and_all_done_does_not():
-    calls = {"fail": True}
+def _flaky_and_steady(calls: dict[str, bool]) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """Two upstreams: `flaky` fails while `calls["fail"]` is true, `steady` always succeeds."""
 
     @dg.asset
     def flaky() -> None:
@@ -84,6 +84,13 @@ def test_all_success_holds_back_while_an_upstream_keeps_failing_and_all_done_doe
     @dg.asset
     def steady() -> None:
         """Always succeeds."""
+
+    return flaky, steady
+
+
+def test_all_success_holds_back_while_an_upstream_keeps_failing_and_all_done_does_not():
+    calls = {"fail": True}
+    flaky, steady = _flaky_and_steady(calls)
 
     @dg.asset(deps=[flaky, steady], automation_condition=all_done([flaky.key, steady.key]))
     def cleanup() -> None:
@@ -123,16 +130,7 @@ def test_the_derived_tables_are_built_from_the_published_tables(use_fresh_databa
 
 def test_none_failed_holds_back_when_an_upstream_failed_after_succeeding():
     calls = {"fail": False}
-
-    @dg.asset
-    def flaky() -> None:
-        """Fails while told to."""
-        if calls["fail"]:
-            raise RuntimeError("source down")
-
-    @dg.asset
-    def steady() -> None:
-        """Always succeeds."""
+    flaky, steady = _flaky_and_steady(calls)
 
     upstreams = [flaky.key, steady.key]
 
