@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import dagster as dg
-import yaml
 from pydantic import Field
 
 from orchestration_platform.components.templates import TEMPLATES_ONLY
@@ -34,6 +33,7 @@ from orchestration_platform.lib.api_etl.endpoint_config import (
     EndpointConfigError,
     EndpointsConfig,
     parse_endpoints_config,
+    read_endpoints_yaml,
 )
 
 
@@ -61,7 +61,7 @@ class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):
             path = Path(self.endpoints_file).expanduser()
             if not path.is_absolute():
                 path = Path(source).parent / path
-            raw, source = _read_yaml(path), f"endpoints file {str(path)!r}"
+            raw, source = read_endpoints_yaml(path), f"endpoints file {str(path)!r}"
         if not isinstance(raw, dict):
             raise EndpointConfigError(f"{source}: expected a mapping with an `endpoints:` list (and optional "
                                       "`defaults:`, `tables:`)")
@@ -77,16 +77,3 @@ class ApiEndpoints(dg.Component, dg.Model, dg.Resolvable):
 
         config, tables = self.load_config(str(context.path / "defs.yaml"))
         return build_api_etl_defs(config, tables, schedule=self.schedule, owners=self.owners)
-
-
-def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise EndpointConfigError(
-            f"endpoints file {str(path)!r} does not exist; fix: point API_ENDPOINTS_CONFIG (or `endpoints_file:` "
-            "in defs/api_etl/endpoints/defs.yaml) at a YAML file, see docs/api_endpoints.example.yaml"
-        )
-    try:
-        # libyaml's parser when present: ~5x faster than the pure-Python one on a file of 100 endpoints.
-        return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as error:
-        raise EndpointConfigError(f"endpoints file {str(path)!r} is not valid YAML: {error}") from None
