@@ -80,7 +80,7 @@ SERVING_ANSWER_BYTES = 1 << 20  # /healthz, /version and /admin/reload answer a 
 
 def _ask(serving_url: str, path: str, deadline: float, *, post: bool = False) -> tuple[int, Any]:
     """One bounded request to serving: (status, parsed JSON or None), never past `deadline`."""
-    limits = ReadLimits(deadline_s=max(deadline - time.monotonic(), 0.1), read_timeout_s=10.0,
+    limits = ReadLimits(deadline_s=max(round(deadline - time.monotonic(), 1), 0.1), read_timeout_s=10.0,
                         max_response_bytes=SERVING_ANSWER_BYTES, max_json_depth=20, max_redirects=1)
     answer = read_sync(serving_url.rstrip("/") + path, limits, method="POST" if post else "GET")
     if not answer.content.strip():
